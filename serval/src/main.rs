@@ -1,0 +1,101 @@
+//! `serval`: the one binary of Serval. Every role (controller, activator, autoscaler,
+//! queue-proxy, runtime) is a subcommand, so one image serves them all, and `serval dev`
+//! runs the whole platform on one machine.
+
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "serval",
+    version,
+    about = "Serverless model serving for Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CustomResourceDefinitions (InferenceService, ServingRuntime,
+    /// ClusterServingRuntime) as YAML, ready for `kubectl apply -f -`.
+    Crd,
+    /// Check InferenceService and ServingRuntime manifests offline, with the same rules the
+    /// admission webhook uses. Exits non-zero when any document is invalid.
+    Validate {
+        /// Manifest files, or directories searched for *.yaml and *.yml.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run the whole platform on this machine: controller, activator, autoscaler and one
+    /// queue-proxy + runtime process pair per replica.
+    Dev(Pending),
+    /// Serve a model directory over KServe V1, Open Inference Protocol V2 and OpenAI.
+    Runtime(Pending),
+    /// The per-pod sidecar: concurrency limit, stats, readiness and drain.
+    QueueProxy(Pending),
+    /// The gateway: routing, buffering at zero, canary split, balancing.
+    Activator(Pending),
+    /// Scale revisions on concurrency, rps, tokens, GPU and queue depth.
+    Autoscaler(Pending),
+    /// Reconcile InferenceServices into revisions, pods and routes on Kubernetes.
+    Controller(Pending),
+    /// Replay a request trace through the autoscaler and compare scaling policies.
+    Simulate(Pending),
+}
+
+/// Arguments of a role that is not built yet, accepted so scripts get a clear message.
+#[derive(clap::Args, Debug)]
+struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", serval_api::crd::crds_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Validate { paths } => validate::run(&paths),
+        Command::Dev(_) => pending(
+            "dev",
+            "run controller, activator, autoscaler and model processes locally",
+        ),
+        Command::Runtime(_) => pending(
+            "runtime",
+            "serve a model directory over KServe V1, V2 (REST, gRPC) and OpenAI",
+        ),
+        Command::QueueProxy(_) => pending(
+            "queue-proxy",
+            "proxy to the runtime with a concurrency limit and report per-pod stats",
+        ),
+        Command::Activator(_) => pending(
+            "activator",
+            "route, buffer at zero, split canaries and balance pods",
+        ),
+        Command::Autoscaler(_) => pending(
+            "autoscaler",
+            "decide replica counts from concurrency, rps, tokens, GPU and queue depth",
+        ),
+        Command::Controller(_) => pending(
+            "controller",
+            "reconcile InferenceServices into revisions and pods on Kubernetes",
+        ),
+        Command::Simulate(_) => pending(
+            "simulate",
+            "replay request traces through the autoscaler and compare policies",
+        ),
+    }
+}
+
+fn pending(role: &str, will: &str) -> ExitCode {
+    eprintln!("serval {role}: not available in this version yet; it will {will}.");
+    ExitCode::from(2)
+}

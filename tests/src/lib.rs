@@ -1,0 +1,82 @@
+//! `serval-tests` holds the end-to-end tests: they start the real `serval` binary, talk to it
+//! over real sockets on loopback, and assert on what a user would see. Helpers shared by the
+//! test files live here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root, for reaching `examples/`, `tests/manifests/` and `helm/`.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository root")
+        .to_path_buf()
+}
+
+/// The `serval` binary, built once per test process into the same target directory and
+/// profile as the tests themselves (cargo does not build another package's binaries for
+/// integration tests).
+pub fn serval_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(repo_root())
+            .args(["build", "--quiet", "-p", "serval", "--bin", "serval"])
+            .arg("--target-dir")
+            .arg(target_dir);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("run cargo build for the serval binary");
+        assert!(status.success(), "building the serval binary failed");
+        profile_dir.join("serval")
+    })
+}
+
+/// Runs `serval` with `args` and returns (exit code, stdout, stderr).
+pub fn run_serval<I, S>(args: I) -> (i32, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = Command::new(serval_bin())
+        .current_dir(repo_root())
+        .args(args)
+        .output()
+        .expect("start serval");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A real `helm` binary: the one on PATH, or the one `tools/install-k8s-clients.sh` puts in
+/// `tools/bin` (installed on first use).
+pub fn helm_bin() -> PathBuf {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let local = repo_root().join("tools/bin/helm");
+        if !local.exists() {
+            let status = Command::new("bash")
+                .arg(repo_root().join("tools/install-k8s-clients.sh"))
+                .status()
+                .expect("run tools/install-k8s-clients.sh");
+            assert!(status.success(), "installing helm failed");
+        }
+        local
+    })
+    .clone()
+}
