@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::component::ScaleMetric;
+use crate::metric::ScaleMetric;
 use crate::duration::parse_go_duration;
-use crate::validation::FieldError;
+use crate::field_error::FieldError;
 
 /// Knative's autoscaling annotations.
 pub mod knative {

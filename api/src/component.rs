@@ -10,6 +10,8 @@ use k8s_openapi::api::core::v1::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::metric::ScaleMetric;
+
 /// Default for `minReplicas` when unset: one warm replica, as in KServe.
 pub const DEFAULT_MIN_REPLICAS: i32 = 1;
 
@@ -65,61 +67,6 @@ impl ComponentExtensionSpec {
     /// `minReplicas` with KServe's default applied.
     pub fn min_replicas_or_default(&self) -> i32 {
         self.min_replicas.unwrap_or(DEFAULT_MIN_REPLICAS)
-    }
-}
-
-/// Metrics a component can scale on. The first four are KServe's; the rest are Serval's.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ScaleMetric {
-    /// Requests in flight per replica (Knative's default).
-    Concurrency,
-    /// Requests per second per replica.
-    Rps,
-    /// CPU utilisation (KServe raw deployments).
-    Cpu,
-    /// Memory utilisation (KServe raw deployments).
-    Memory,
-    /// Output tokens per second per replica (language models).
-    Tokens,
-    /// GPU utilisation percent.
-    Gpu,
-    /// The runtime's own queue depth per replica.
-    Queue,
-}
-
-impl ScaleMetric {
-    pub const ALL: [ScaleMetric; 7] = [
-        Self::Concurrency,
-        Self::Rps,
-        Self::Cpu,
-        Self::Memory,
-        Self::Tokens,
-        Self::Gpu,
-        Self::Queue,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Concurrency => "concurrency",
-            Self::Rps => "rps",
-            Self::Cpu => "cpu",
-            Self::Memory => "memory",
-            Self::Tokens => "tokens",
-            Self::Gpu => "gpu",
-            Self::Queue => "queue",
-        }
-    }
-
-    /// Parses a metric name as written in `scaleMetric` or the autoscaling annotations.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for ScaleMetric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -3,26 +3,48 @@
 //! `ClusterServingRuntime`), the annotation keys Serval honours, the `Stat` that queue-proxies
 //! report, and the pure functions that validate manifests and select a runtime for a model.
 //! It performs no I/O: callers parse, validate and decide with it, and do the talking elsewhere.
+//!
+//! The Kubernetes resource types sit behind the default `kubernetes` feature, so the
+//! queue-proxy can share `Stat`, headers and annotation parsing without compiling them.
 
 pub mod annotations;
-pub mod component;
-pub mod crd;
 pub mod duration;
-pub mod inference_service;
-pub mod manifest;
-pub mod predictor;
-pub mod runtime_selection;
-mod schema;
-pub mod schema_check;
-pub mod serving_runtime;
+pub mod field_error;
+pub mod headers;
+pub mod metric;
 pub mod stat;
+
+#[cfg(feature = "kubernetes")]
+pub mod component;
+#[cfg(feature = "kubernetes")]
+pub mod crd;
+#[cfg(feature = "kubernetes")]
+pub mod inference_service;
+#[cfg(feature = "kubernetes")]
+pub mod manifest;
+#[cfg(feature = "kubernetes")]
+pub mod predictor;
+#[cfg(feature = "kubernetes")]
+pub mod runtime_selection;
+#[cfg(feature = "kubernetes")]
+mod schema;
+#[cfg(feature = "kubernetes")]
+pub mod schema_check;
+#[cfg(feature = "kubernetes")]
+pub mod serving_runtime;
+#[cfg(feature = "kubernetes")]
 pub mod status;
+#[cfg(feature = "kubernetes")]
 pub mod validation;
 
-pub use inference_service::{InferenceService, InferenceServiceSpec};
-pub use serving_runtime::{ClusterServingRuntime, ServingRuntime, ServingRuntimeSpec};
+pub use field_error::FieldError;
+pub use metric::ScaleMetric;
 pub use stat::Stat;
-pub use validation::FieldError;
+
+#[cfg(feature = "kubernetes")]
+pub use inference_service::{InferenceService, InferenceServiceSpec};
+#[cfg(feature = "kubernetes")]
+pub use serving_runtime::{ClusterServingRuntime, ServingRuntime, ServingRuntimeSpec};
 
 /// The API group of KServe's serving resources, which Serval serves unchanged.
 pub const GROUP: &str = "serving.kserve.io";

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::validation::FieldError;
+use crate::field_error::FieldError;
 
 /// The outcome of checking one object against its schema.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -7,27 +7,11 @@ use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::annotations::AutoscalingAnnotations;
+pub use crate::field_error::FieldError;
 use crate::component::{ComponentExtensionSpec, PodFields, ScaleMetric};
 use crate::inference_service::InferenceService;
 use crate::predictor::{PredictorExtensionSpec, PredictorSpec};
 use crate::serving_runtime::{render_arg, ServingRuntimeSpec};
-
-/// A problem with one field, named by its path (`spec.predictor.minReplicas`).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// Storage URI schemes a storage initializer can fetch.
 pub const STORAGE_SCHEMES: [&str; 10] = [

@@ -1,4 +1,26 @@
-//! `serval-autoscaler` decides how many replicas each revision needs. The decider is a pure
-//! function of the time, windowed metrics, the spec and its own state, shared with the
-//! simulator; the loop around it scrapes queue-proxies, takes activator pokes and actuates
-//! through a `Scaler`. Not built yet: see the autoscaler issue.
+//! `serval-autoscaler` decides how many replicas each revision needs. It turns per-pod
+//! `Stat`s into revision totals ([`pod_sample`], [`activator_sample`]), keeps them in 1 s
+//! buckets over the stable and panic windows ([`MetricWindows`]), and runs Knative's KPA
+//! algorithm over one or more metrics ([`Decider`]) with the settings resolved from the
+//! KServe component, its annotations and the `config-autoscaler` ConfigMap
+//! ([`ScalingSpec`], [`AutoscalerConfig`]). Everything here is pure: time is passed in as
+//! `now`, so the live loop and the simulator run the same code.
+
+mod buckets;
+mod collect;
+mod config;
+mod decider;
+mod decision;
+mod delay;
+mod metrics;
+mod rules;
+mod spec;
+mod zero;
+
+pub use collect::{activator_sample, pod_sample, sample_size};
+pub use config::{AutoscalerConfig, ConfigError};
+pub use decider::Decider;
+pub use decision::{Decision, MetricDecision};
+pub use metrics::{Aggregation, MetricSample, MetricWindows, WindowAverages};
+pub use serval_api::component::ScaleMetric;
+pub use spec::{MetricTarget, ScalingSpec, METRIC_AGGREGATION_ALGORITHM};

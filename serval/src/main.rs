@@ -2,6 +2,7 @@
 //! queue-proxy, runtime) is a subcommand, so one image serves them all, and `serval dev`
 //! runs the whole platform on one machine.
 
+mod logging;
 mod validate;
 
 use std::path::PathBuf;
@@ -38,7 +39,7 @@ enum Command {
     /// Serve a model directory over KServe V1, Open Inference Protocol V2 and OpenAI.
     Runtime(Pending),
     /// The per-pod sidecar: concurrency limit, stats, readiness and drain.
-    QueueProxy(Pending),
+    QueueProxy(Box<serval_queue_proxy::Config>),
     /// The gateway: routing, buffering at zero, canary split, balancing.
     Activator(Pending),
     /// Scale revisions on concurrency, rps, tokens, GPU and queue depth.
@@ -72,10 +73,7 @@ fn main() -> ExitCode {
             "runtime",
             "serve a model directory over KServe V1, V2 (REST, gRPC) and OpenAI",
         ),
-        Command::QueueProxy(_) => pending(
-            "queue-proxy",
-            "proxy to the runtime with a concurrency limit and report per-pod stats",
-        ),
+        Command::QueueProxy(config) => serve("queue-proxy", serval_queue_proxy::run(*config)),
         Command::Activator(_) => pending(
             "activator",
             "route, buffer at zero, split canaries and balance pods",
@@ -92,6 +90,31 @@ fn main() -> ExitCode {
             "simulate",
             "replay request traces through the autoscaler and compare policies",
         ),
+    }
+}
+
+/// Runs a long-lived role on a Tokio runtime; a failure is one line on stderr and status 1.
+fn serve<E: std::fmt::Display>(
+    role: &str,
+    server: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("serval {role}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serval {role}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -142,14 +142,13 @@ fn roles_not_built_yet_say_so_and_fail() {
     for role in [
         "dev",
         "runtime",
-        "queue-proxy",
         "activator",
         "autoscaler",
         "controller",
         "simulate",
     ] {
         let (code, _, stderr) = run_serval([role, "--some-flag"]);
-        assert_eq!(code, 2, "{role}");
+        assert_eq!(code, 2, "{role}: {stderr}");
         assert!(
             stderr.contains(&format!("serval {role}: not available")),
             "{role}: {stderr}"

@@ -1,0 +1,127 @@
+//! The innermost service: forwards a request to the runtime over a pooled connection,
+//! HTTP/1.1 for HTTP/1 callers and HTTP/2 cleartext for HTTP/2 callers (gRPC), streaming
+//! both bodies.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{HeaderName, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::Service;
+
+use crate::body::{ProxyBody, RequestBody};
+use crate::error::ProxyError;
+use crate::layers::ResponseFuture;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Forward {
+    upstream: SocketAddr,
+    http1: Client<HttpConnector, RequestBody>,
+    http2: Client<HttpConnector, RequestBody>,
+}
+
+impl Forward {
+    pub(crate) fn new(upstream: SocketAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector.clone());
+        let http2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        Self {
+            upstream,
+            http1,
+            http2,
+        }
+    }
+}
+
+/// Hop-by-hop headers belong to one connection and are not forwarded (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|name| HeaderName::try_from(name).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    // gRPC needs `te: trailers`; any other TE value is hop-by-hop.
+    if headers.get(TE).is_some_and(|v| v != "trailers") {
+        headers.remove(TE);
+    }
+}
+
+impl Service<Request<RequestBody>> for Forward {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri = match Uri::try_from(format!("http://{}{path}", self.upstream)) {
+            Ok(uri) => uri,
+            Err(e) => {
+                let error = ProxyError::BadRequest(format!("request target {path:?}: {e}"));
+                return Box::pin(async move { Ok(error.into_response()) });
+            }
+        };
+        parts.uri = uri;
+        strip_hop_by_hop(&mut parts.headers);
+        let client = if parts.version == Version::HTTP_2 {
+            self.http2.clone()
+        } else {
+            parts.version = Version::HTTP_11;
+            self.http1.clone()
+        };
+        let request = Request::from_parts(parts, body);
+        Box::pin(async move {
+            match client.request(request).await {
+                Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
+                Err(e) => Ok(ProxyError::Upstream(describe(&e)).into_response()),
+            }
+        })
+    }
+}
+
+/// The client error with its causes, which hold the useful part ("connection refused").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

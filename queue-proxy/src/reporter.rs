@@ -1,0 +1,97 @@
+//! Background work that feeds `/stats`: closing a window every period with the GPU and
+//! runtime queue readings of the moment, and scraping the runtime's queue depth.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serval_api::Stat;
+
+use crate::admin::Shared;
+use crate::gpu::GpuReader;
+use crate::runtime_metrics::sum_metric;
+
+/// Closes a stats window every `window` and publishes it.
+pub(crate) async fn report(
+    shared: Arc<Shared>,
+    pod_name: String,
+    window: Duration,
+    gpu: Option<Box<dyn GpuReader>>,
+) {
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(window);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut opened = Instant::now();
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let window_stats = shared.recorder.close_window(now);
+        let stat = Stat {
+            pod_name: pod_name.clone(),
+            timestamp_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            window_ms: now.duration_since(opened).as_millis() as u64,
+            average_concurrency: window_stats.average_concurrency,
+            average_proxied_concurrency: window_stats.average_proxied_concurrency,
+            request_count: window_stats.request_count,
+            proxied_request_count: window_stats.proxied_request_count,
+            proxied_bytes: window_stats.proxied_bytes,
+            output_tokens: window_stats.output_tokens,
+            runtime_queue_depth: *shared.queue_depth.read().unwrap_or_else(|e| e.into_inner()),
+            gpu: gpu.as_ref().and_then(|g| g.read()),
+            process_uptime_ms: now.duration_since(started).as_millis() as u64,
+        };
+        opened = now;
+        shared.publish(stat);
+    }
+}
+
+/// Scrapes the runtime's Prometheus endpoint for `metric` every `period`.
+pub(crate) async fn scrape_queue_depth(
+    shared: Arc<Shared>,
+    upstream: SocketAddr,
+    path: String,
+    metric: String,
+    period: Duration,
+) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let uri: http::Uri = match format!("http://{upstream}{path}").parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "runtime metrics path is not a valid URI; queue depth will be absent");
+            return;
+        }
+    };
+    let mut warned = false;
+    loop {
+        let scraped = async {
+            let response = client.get(uri.clone()).await.ok()?;
+            let body = response.into_body().collect().await.ok()?.to_bytes();
+            sum_metric(&String::from_utf8_lossy(&body), &metric)
+        };
+        let depth = tokio::time::timeout(period.max(Duration::from_millis(200)), scraped)
+            .await
+            .ok()
+            .flatten();
+        if depth.is_none()
+            && !warned
+            && shared
+                .runtime_ready
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            tracing::warn!(%metric, %uri, "runtime does not expose the queue-depth metric");
+            warned = true;
+        }
+        *shared
+            .queue_depth
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = depth;
+        tokio::time::sleep(period).await;
+    }
+}

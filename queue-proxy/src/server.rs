@@ -1,0 +1,197 @@
+//! The queue-proxy process: the layer stack, the listeners, and drain on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::util::BoxCloneService;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::admin::{self, Shared};
+use crate::body::{ProxyBody, RequestBody};
+use crate::config::Config;
+use crate::forward::Forward;
+use crate::gpu::{GpuReader, NvmlReader, VisibleDevices};
+use crate::layers::concurrency::ConcurrencyLimitLayer;
+use crate::layers::stats::{StatsLayer, StatsRecorder};
+use crate::layers::timeout::{TimeoutLayer, Timeouts};
+use crate::layers::tokens::TokenCountLayer;
+use crate::probe::{self, Probe};
+use crate::reporter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+type Stack = BoxCloneService<Request<RequestBody>, Response<ProxyBody>, Infallible>;
+
+/// The proxy's concerns, outermost first.
+fn stack(config: &Config, recorder: Arc<StatsRecorder>) -> Stack {
+    let timeouts = Timeouts {
+        total: config.request_timeout,
+        first_byte: config.first_byte_timeout,
+        idle: config.idle_timeout,
+    };
+    ServiceBuilder::new()
+        // Measure everything that arrives, queued requests included, as Knative does.
+        .layer(StatsLayer::new(recorder.clone()))
+        // Time spent queueing counts against the request's timeout.
+        .layer(TimeoutLayer::new(timeouts))
+        // Protect the runtime: CC in flight, a bounded line, 503 past it.
+        .layer(ConcurrencyLimitLayer::new(
+            config.container_concurrency,
+            config.queue_capacity().unwrap_or(0),
+        ))
+        // Count output tokens only of what the runtime actually answered.
+        .layer(TokenCountLayer::new(recorder))
+        .service(Forward::new(config.upstream))
+        .boxed_clone()
+}
+
+/// Runs until SIGTERM or Ctrl-C, then drains.
+pub async fn run(config: Config) -> Result<(), QueueProxyError> {
+    run_until(config, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C will drain");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn gpu_reader(config: &Config) -> Option<Box<dyn GpuReader>> {
+    if !config.gpu {
+        return None;
+    }
+    let visible = std::env::var("NVIDIA_VISIBLE_DEVICES").ok();
+    match NvmlReader::new(VisibleDevices::parse(visible.as_deref())) {
+        Ok(reader) => Some(Box::new(reader)),
+        Err(reason) => {
+            tracing::info!("GPU metrics absent: {reason}");
+            None
+        }
+    }
+}
+
+/// Serves until `shutdown` completes, then fails readiness, keeps serving for the drain
+/// period, stops accepting, finishes what is in flight and returns.
+pub async fn run_until(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), QueueProxyError> {
+    let probe = Probe::new(config.upstream, config.probe_path.as_deref())
+        .map_err(QueueProxyError::Config)?;
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| QueueProxyError::Bind { addr, source })
+    };
+    let listener = bind(config.listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+
+    let recorder = Arc::new(StatsRecorder::new(Instant::now()));
+    let shared = Arc::new(Shared::new(recorder.clone()));
+    let stack = stack(&config, recorder);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(probe::run(
+        probe,
+        config.probe_period,
+        shared.runtime_ready.clone(),
+    ));
+    tasks.spawn(reporter::report(
+        shared.clone(),
+        config.pod_name.clone(),
+        config.stats_window,
+        gpu_reader(&config),
+    ));
+    if let Some(metric) = config.queue_depth_metric.clone() {
+        tasks.spawn(reporter::scrape_queue_depth(
+            shared.clone(),
+            config.upstream,
+            config.runtime_metrics_path.clone(),
+            metric,
+            config.stats_window,
+        ));
+    }
+    let admin_router = admin::router(shared.clone());
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(admin_listener, admin_router).await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    tracing::info!(listen = %config.listen, upstream = %config.upstream, admin = %config.admin_listen,
+        container_concurrency = config.container_concurrency, "queue-proxy serving");
+
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut drain_deadline = None;
+    loop {
+        let deadline = drain_deadline;
+        let drain_over = async move {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let stack = stack.clone();
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    stack.clone().oneshot(request.map(|b| b.map_err(Into::into).boxed()))
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                tokio::spawn(graceful.watch(connection));
+            }
+            _ = &mut shutdown, if deadline.is_none() => {
+                tracing::info!(drain_period = ?config.drain_period, "shutting down: failing readiness and draining");
+                shared.draining.store(true, Ordering::Release);
+                drain_deadline = Some(tokio::time::Instant::now() + config.drain_period);
+            }
+            _ = drain_over => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    tracing::info!("drained");
+    let _ = shared.drained.send(true);
+    // Give `/wait-for-drain` callers a moment to read their answer before the process ends.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tasks.abort_all();
+    Ok(())
+}
