@@ -2,3 +2,5 @@
 //! Inference Protocol V2 over REST and gRPC, and OpenAI completions for language models,
 //! over ONNX Runtime, XGBoost, LightGBM and GGUF backends. Not built yet: see the runtime
 //! issue.
+
+pub mod trees;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Generates the tree-model fixtures that serval-runtimes' tests compare against.
+#
+# Creates a Python venv ($SERVAL_VENV, default ~/.cache/serval-venv) if missing, installs pinned-major versions
+# of the training libraries, and runs tools/make-test-models.py. The output directory
+# (default: test-models/ in the repo root) is generated, never committed.
+#
+# Usage: tools/make-test-models.sh [OUTDIR]
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-$root/test-models}"
+# Outside the clone, so CI on a warm machine reuses it.
+venv="${SERVAL_VENV:-$HOME/.cache/serval-venv}"
+python="${PYTHON:-python3}"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    "$python" -m venv "$venv"
+fi
+
+# Versions pinned by major: the fixtures record what these libraries predict, and the
+# model formats change across majors. xgboost-cpu avoids the CUDA wheel (~470 MB).
+# skl2onnx and onnxruntime are for the ONNX backend's fixtures.
+stamp="$venv/.serval-test-models-deps-v1"
+if [[ ! -f "$stamp" ]]; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'numpy>=2,<3' \
+        'scikit-learn>=1.5,<2' \
+        'xgboost-cpu>=3,<4' \
+        'lightgbm>=4,<5' \
+        'skl2onnx>=1.17,<2' \
+        'onnxruntime>=1.20,<2'
+    touch "$stamp"
+fi
+
+# Only ever replace a directory this script made.
+if [[ -e "$out" && ! -f "$out/.generator.py" && -n "$(ls -A "$out" 2>/dev/null)" ]]; then
+    echo "refusing to replace $out: not made by this script" >&2
+    exit 1
+fi
+
+# Write into a temporary sibling and rename, so a half-written OUTDIR never looks done.
+tmp="$out.tmp.$$"
+rm -rf "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+"$venv/bin/python" "$root/tools/make-test-models.py" "$tmp"
+# The tests regenerate the fixtures when the generator no longer matches this copy.
+cp "$root/tools/make-test-models.py" "$tmp/.generator.py"
+rm -rf "$out"
+mv "$tmp" "$out"
+trap - EXIT
+echo "test models written to $out"
