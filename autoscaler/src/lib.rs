@@ -12,6 +12,7 @@ mod config;
 mod decider;
 mod decision;
 mod delay;
+pub mod live;
 mod metrics;
 mod rules;
 mod spec;
