@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train small XGBoost and LightGBM models and record what Python predicts for them.
+"""Train small XGBoost, LightGBM and scikit-learn models and record what Python predicts.
 
 Usage: make-test-models.py OUTDIR
 
@@ -19,6 +19,21 @@ For every model this writes OUTDIR/<name>/ holding the model file(s) and expecte
 XGBoost models are saved as model.json and model.ubj; LightGBM models as model.txt and a
 copy named model.bst (the name KServe's lgbserver loads). Everything is seeded and
 single-threaded, so reruns produce the same files.
+
+scikit-learn models are converted to ONNX with skl2onnx (zipmap off, so a classifier has
+a `label` and a `probabilities` tensor) into OUTDIR/onnx/<name>/model.onnx, with
+expected.json:
+
+    {
+      "library": "sklearn", "estimator": "<class name>", "n_features": <int>,
+      "input_name": "<ONNX input>", "inputs": [[float, ...], ...],
+      "onnxruntime": {"<output>": {"datatype": "FP32" | "INT64" | "BYTES",
+                                   "shape": [...], "data": [...]}},
+      "sklearn": {"predict": [...], "predict_proba": [[...], ...] | null}
+    }
+
+They sit one level down so the tree-model tests, which read OUTDIR/*/expected.json, do
+not see them.
 """
 
 import json
@@ -30,6 +45,11 @@ import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 from sklearn.datasets import load_iris
+from sklearn.ensemble import (GradientBoostingClassifier, RandomForestClassifier,
+                              RandomForestRegressor)
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 SEED = 20240601
 
@@ -187,6 +207,79 @@ def make_lgb(outdir, name, params, X, y, rounds, categorical=()):
                    predictions, margins)
 
 
+ONNX_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64",
+                  np.dtype(np.int64): "INT64"}
+
+
+def onnx_output(value):
+    value = np.asarray(value)
+    if value.dtype.kind in "OUS":
+        datatype, data = "BYTES", [str(v) for v in value.ravel()]
+    else:
+        datatype = ONNX_DATATYPES[value.dtype]
+        data = [v.item() for v in value.ravel()]
+    return {"datatype": datatype, "shape": list(value.shape), "data": data}
+
+
+def make_onnx(outdir, name, estimator, X, y):
+    """Fits `estimator`, converts it with skl2onnx and records onnxruntime's and
+    scikit-learn's predictions on fixed float32 rows."""
+    import onnxruntime as ort
+    from skl2onnx import to_onnx
+
+    out = os.path.join(outdir, "onnx", name)
+    os.makedirs(out)
+    X = X.astype(np.float32)
+    estimator.fit(X, y)
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
+    onx = to_onnx(estimator, X[:1], options=options, target_opset=17)
+    path = os.path.join(out, "model.onnx")
+    with open(path, "wb") as f:
+        f.write(onx.SerializeToString())
+    rng = np.random.default_rng(SEED + 11)
+    inputs = np.vstack([X[:24], X[rng.integers(0, len(X), 8)] + 0.25]).astype(np.float32)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {input_name: inputs})
+    predict = estimator.predict(inputs)
+    proba = estimator.predict_proba(inputs) if hasattr(final, "predict_proba") else None
+    doc = {
+        "library": "sklearn",
+        "estimator": type(final).__name__,
+        "n_features": int(X.shape[1]),
+        "input_name": input_name,
+        "inputs": [[float(v) for v in row] for row in inputs],
+        "onnxruntime": {n: onnx_output(v) for n, v in zip(names, values)},
+        "sklearn": {
+            "predict": [v.item() if hasattr(v, "item") else str(v) for v in predict],
+            "predict_proba": None if proba is None else proba.tolist(),
+        },
+    }
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump(doc, f, indent=1, allow_nan=False)
+        f.write("\n")
+
+
+def make_sklearn_onnx(outdir, Xi, yi, Xr, yr):
+    yi = yi.astype(np.int64)
+    Xr = np.nan_to_num(Xr)
+    species = np.array(["setosa", "versicolor", "virginica"])[yi]
+    make_onnx(outdir, "sklearn-logreg-iris", LogisticRegression(max_iter=500), Xi, yi)
+    make_onnx(outdir, "sklearn-logreg-iris-strings", LogisticRegression(max_iter=500),
+              Xi, species)
+    make_onnx(outdir, "sklearn-rf-classifier",
+              RandomForestClassifier(n_estimators=50, max_depth=6, random_state=SEED), Xi, yi)
+    make_onnx(outdir, "sklearn-rf-regressor",
+              RandomForestRegressor(n_estimators=30, max_depth=6, random_state=SEED), Xr, yr)
+    make_onnx(outdir, "sklearn-gb-classifier",
+              GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=SEED),
+              Xi, yi)
+    make_onnx(outdir, "sklearn-scaler-logreg",
+              make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), Xi, yi)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make-test-models.py OUTDIR")
@@ -231,6 +324,8 @@ def main():
     make_lgb(outdir, "lgb-random-forest",
              {"objective": "binary", "boosting": "rf", "bagging_fraction": 0.7,
               "bagging_freq": 1, "feature_fraction": 0.8}, Xb, yb, 20)
+
+    make_sklearn_onnx(outdir, Xi, yi, Xr, yr)
 
 
 if __name__ == "__main__":

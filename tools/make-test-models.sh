@@ -20,7 +20,8 @@ fi
 
 # Versions pinned by major: the fixtures record what these libraries predict, and the
 # model formats change across majors. xgboost-cpu avoids the CUDA wheel (~470 MB).
-# skl2onnx and onnxruntime are for the ONNX backend's fixtures.
+# skl2onnx and onnxruntime are for the ONNX backend's fixtures; onnxruntime's wheel also
+# carries libonnxruntime.so, which the runtime tests load.
 stamp="$venv/.serval-test-models-deps-v1"
 if [[ ! -f "$stamp" ]]; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
@@ -31,6 +32,17 @@ if [[ ! -f "$stamp" ]]; then
         'skl2onnx>=1.17,<2' \
         'onnxruntime>=1.20,<2'
     touch "$stamp"
+fi
+
+# Real clients for the runtime's end-to-end tests (tests/python/). tritonclient.grpc and
+# kserve both register the protobuf package `inference`: the tests import them in
+# separate processes.
+clients_stamp="$venv/.serval-python-clients-v1"
+if [[ ! -f "$clients_stamp" ]]; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'tritonclient[http,grpc]>=2.40,<3' \
+        'kserve>=0.14,<1'
+    touch "$clients_stamp"
 fi
 
 # Only ever replace a directory this script made.

@@ -37,7 +37,7 @@ enum Command {
     /// queue-proxy + runtime process pair per replica.
     Dev(Pending),
     /// Serve a model directory over KServe V1, Open Inference Protocol V2 and OpenAI.
-    Runtime(Pending),
+    Runtime(Box<serval_runtimes::Config>),
     /// The per-pod sidecar: concurrency limit, stats, readiness and drain.
     QueueProxy(Box<serval_queue_proxy::Config>),
     /// The gateway: routing, buffering at zero, canary split, balancing.
@@ -69,10 +69,7 @@ fn main() -> ExitCode {
             "dev",
             "run controller, activator, autoscaler and model processes locally",
         ),
-        Command::Runtime(_) => pending(
-            "runtime",
-            "serve a model directory over KServe V1, V2 (REST, gRPC) and OpenAI",
-        ),
+        Command::Runtime(config) => serve("runtime", serval_runtimes::run(*config)),
         Command::QueueProxy(config) => serve("queue-proxy", serval_queue_proxy::run(*config)),
         Command::Activator(_) => pending(
             "activator",

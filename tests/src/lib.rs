@@ -147,3 +147,4 @@ impl Drop for ServalProcess {
         let _ = self.child.wait();
     }
 }
+pub mod runtime;

@@ -1,0 +1,101 @@
+//! The `serval runtime` process: load the model, then serve REST and gRPC until shutdown.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::error::RuntimeError;
+use crate::served::Served;
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> Result<(), RuntimeError> {
+    run_until(config, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Loads the model, binds both ports, and serves until `shutdown` completes; then stops
+/// accepting and finishes the requests in flight. Nothing listens before the model has
+/// loaded, so a model that fails to load is never reported ready.
+pub async fn run_until(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    config.validate()?;
+    let loading = config.clone();
+    // Loading parses files and may build ONNX Runtime sessions: keep it off the reactor.
+    let model = tokio::task::spawn_blocking(move || crate::model::load(&loading))
+        .await
+        .map_err(|e| RuntimeError::Load {
+            path: config.model_dir.clone(),
+            reason: e.to_string(),
+        })??;
+    let served = Arc::new(Served::new(&config, model));
+    let bind = |port: u16| {
+        let addr = SocketAddr::new(config.bind_address, port);
+        async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| RuntimeError::Bind { addr, source })
+        }
+    };
+    let http_listener = bind(config.http_port).await?;
+    let grpc_listener = bind(config.grpc_port).await?;
+    tracing::info!(
+        model = %config.model_name,
+        platform = served.model.platform(),
+        http = %http_listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+        grpc = %grpc_listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+        batching = config.batching(),
+        "model server ready"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let router = crate::http::router(served.clone());
+    let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let grpc = tonic::transport::Server::builder()
+        .add_service(crate::grpc::service(served.clone()))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            stopped(stop_rx),
+        );
+    let (http, grpc) = tokio::join!(http, grpc);
+    http.map_err(|e| RuntimeError::Serve {
+        protocol: "REST",
+        reason: e.to_string(),
+    })?;
+    grpc.map_err(|e| RuntimeError::Serve {
+        protocol: "gRPC",
+        reason: e.to_string(),
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
