@@ -129,12 +129,13 @@ fn validate_extension(ext: &PredictorExtensionSpec, path: &str, errors: &mut Vec
 
 fn validate_storage_uri(uri: &str, path: &str, errors: &mut Vec<FieldError>) {
     let known = STORAGE_SCHEMES.iter().any(|scheme| uri.starts_with(scheme));
-    // A bare absolute path is a local model directory (`serval dev`), as file:// would be.
-    if !known && !uri.starts_with('/') {
+    // A path is a model directory on this machine (`serval dev`), as file:// would be.
+    let local_path = ["/", "./", "../"].iter().any(|prefix| uri.starts_with(prefix));
+    if !known && !local_path {
         errors.push(FieldError::new(
             path,
             format!(
-                "unsupported storage URI {uri:?}: use one of {}",
+                "unsupported storage URI {uri:?}: use one of {}, or a local path starting with / or ./",
                 STORAGE_SCHEMES.join(", ")
             ),
         ));

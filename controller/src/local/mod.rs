@@ -1,0 +1,14 @@
+//! The local process backend: each replica of a revision is a `serval queue-proxy` process
+//! in front of a model-server process, on free loopback ports, supervised like a pod —
+//! replaced with backoff when a process dies, drained before it is stopped.
+
+mod builtin;
+mod ports;
+mod replica;
+mod supervisor;
+mod translate;
+
+pub use builtin::builtin_runtimes;
+pub use replica::{ReplicaInfo, ReplicaSpec};
+pub use supervisor::{Supervisor, SupervisorError};
+pub use translate::{local_model_dir, predictor_replica_spec, TranslateError, SERVAL_IMAGE};

@@ -1,0 +1,266 @@
+//! One replica: a model-server process and its queue-proxy, started on free ports, watched,
+//! restarted with backoff when either dies, and stopped by draining the queue-proxy first.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch};
+
+use super::ports::free_port;
+
+/// How to start the processes of one revision's replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaSpec {
+    pub revision: String,
+    /// The model server: program and arguments. `{http_port}` and `{grpc_port}` in the
+    /// arguments and environment values are replaced with the replica's ports.
+    pub runtime_command: Vec<String>,
+    pub runtime_env: Vec<(String, String)>,
+    /// Extra `serval queue-proxy` flags (containerConcurrency, timeouts, probe path).
+    pub queue_proxy_args: Vec<String>,
+}
+
+/// A running replica as routing and autoscaling see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaInfo {
+    pub name: String,
+    pub revision: String,
+    /// The queue-proxy's user port.
+    pub proxy: SocketAddr,
+    /// The queue-proxy's admin port (`/healthz`, `/stats`).
+    pub admin: SocketAddr,
+    /// Whether the queue-proxy reports the runtime ready.
+    pub ready: bool,
+    pub runtime_pid: Option<u32>,
+    pub proxy_pid: Option<u32>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A replica that ran this long before dying is restarted without accumulated backoff.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+const READINESS_POLL: Duration = Duration::from_millis(50);
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// What a replica's supervising task needs.
+pub(crate) struct ReplicaTask {
+    pub(crate) serval_bin: PathBuf,
+    pub(crate) log_dir: Option<PathBuf>,
+    pub(crate) spec: ReplicaSpec,
+    pub(crate) name: String,
+    pub(crate) info: watch::Sender<Option<ReplicaInfo>>,
+    pub(crate) changed: Arc<watch::Sender<u64>>,
+}
+
+struct Processes {
+    runtime: Child,
+    proxy: Child,
+}
+
+fn output(log_dir: &Option<PathBuf>, file: &str) -> std::io::Result<(Stdio, Stdio)> {
+    match log_dir {
+        None => Ok((Stdio::inherit(), Stdio::inherit())),
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(file))?;
+            Ok((Stdio::from(log.try_clone()?), Stdio::from(log)))
+        }
+    }
+}
+
+fn spawn(
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    logs: (Stdio, Stdio),
+) -> std::io::Result<Child> {
+    Command::new(program)
+        .args(args)
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(logs.0)
+        .stderr(logs.1)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+impl ReplicaTask {
+    fn notify(&self) {
+        self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    fn publish(&self, info: Option<ReplicaInfo>) {
+        self.info.send_replace(info);
+        self.notify();
+    }
+
+    fn start(&self) -> std::io::Result<(Processes, ReplicaInfo)> {
+        let (http_port, grpc_port, proxy_port, admin_port) =
+            (free_port()?, free_port()?, free_port()?, free_port()?);
+        let Some((program, args)) = self.spec.runtime_command.split_first() else {
+            return Err(std::io::Error::other("the runtime command is empty"));
+        };
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                a.replace("{http_port}", &http_port.to_string())
+                    .replace("{grpc_port}", &grpc_port.to_string())
+            })
+            .collect();
+        let env: Vec<(String, String)> = self
+            .spec
+            .runtime_env
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.replace("{http_port}", &http_port.to_string())
+                        .replace("{grpc_port}", &grpc_port.to_string()),
+                )
+            })
+            .collect();
+        let runtime = spawn(
+            Path::new(program),
+            &args,
+            &env,
+            output(&self.log_dir, &format!("{}.runtime.log", self.name))?,
+        )?;
+        let mut proxy_args = vec![
+            "queue-proxy".to_string(),
+            format!("--listen=127.0.0.1:{proxy_port}"),
+            format!("--admin-listen=127.0.0.1:{admin_port}"),
+            format!("--upstream=127.0.0.1:{http_port}"),
+            format!("--pod-name={}", self.name),
+            // Locally no endpoint update has to propagate: the supervisor stops routing to
+            // a replica before it drains it.
+            "--drain-period=0s".to_string(),
+        ];
+        proxy_args.extend(self.spec.queue_proxy_args.iter().cloned());
+        let proxy = spawn(
+            &self.serval_bin,
+            &proxy_args,
+            &[],
+            output(&self.log_dir, &format!("{}.queue-proxy.log", self.name))?,
+        )?;
+        let info = ReplicaInfo {
+            name: self.name.clone(),
+            revision: self.spec.revision.clone(),
+            proxy: SocketAddr::from(([127, 0, 0, 1], proxy_port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            ready: false,
+            runtime_pid: runtime.id(),
+            proxy_pid: proxy.id(),
+        };
+        Ok((Processes { runtime, proxy }, info))
+    }
+
+    /// Runs the replica until `stop` fires, restarting it whenever it dies.
+    pub(crate) async fn run(self, mut stop: oneshot::Receiver<()>) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let started = Instant::now();
+            let (mut processes, info) = match self.start() {
+                Ok(started) => started,
+                Err(e) => {
+                    tracing::warn!(replica = %self.name, error = %e, "cannot start replica");
+                    if wait_or_stop(backoff, &mut stop).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            self.publish(Some(info.clone()));
+            let exit = tokio::select! {
+                _ = &mut stop => {
+                    self.publish(None);
+                    drain(processes).await;
+                    return;
+                }
+                status = processes.runtime.wait() => format!("runtime exited ({})", describe(status)),
+                status = processes.proxy.wait() => format!("queue-proxy exited ({})", describe(status)),
+                _ = self.watch_readiness(info) => "readiness watcher stopped".to_string(),
+            };
+            tracing::warn!(replica = %self.name, "{exit}; replacing it");
+            self.publish(None);
+            let _ = processes.runtime.start_kill();
+            let _ = processes.proxy.start_kill();
+            let _ = processes.runtime.wait().await;
+            let _ = processes.proxy.wait().await;
+            if started.elapsed() >= HEALTHY_RUN {
+                backoff = Duration::from_millis(500);
+            }
+            if wait_or_stop(backoff, &mut stop).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Polls the queue-proxy's `/healthz` and publishes readiness changes; never returns.
+    async fn watch_readiness(&self, mut info: ReplicaInfo) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let Ok(url) = format!("http://{}/healthz", info.admin).parse::<http::Uri>() else {
+            return std::future::pending().await;
+        };
+        loop {
+            let ready = matches!(
+                tokio::time::timeout(Duration::from_secs(1), client.get(url.clone())).await,
+                Ok(Ok(response)) if response.status().is_success()
+            );
+            if ready != info.ready {
+                info.ready = ready;
+                tracing::info!(replica = %info.name, ready, "replica readiness changed");
+                self.publish(Some(info.clone()));
+            }
+            tokio::time::sleep(READINESS_POLL).await;
+        }
+    }
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(status) => status.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Sleeps `delay`; true when `stop` fired first.
+async fn wait_or_stop(delay: Duration, stop: &mut oneshot::Receiver<()>) -> bool {
+    tokio::select! {
+        _ = stop => true,
+        _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+fn terminate(child: &Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}
+
+/// Stops a replica the way the kubelet stops a pod: SIGTERM to the queue-proxy, which
+/// finishes what is in flight, then to the runtime; SIGKILL for whatever overstays.
+async fn drain(mut processes: Processes) {
+    for child in [&mut processes.proxy, &mut processes.runtime] {
+        terminate(child);
+        if tokio::time::timeout(DRAIN_LIMIT, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+}
