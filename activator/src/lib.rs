@@ -1,5 +1,39 @@
 //! `serval-activator` is the gateway in front of every InferenceService. It maps a Host or
-//! path to a service and revision (canary split, tag routing), buffers requests while a
-//! revision has no ready pod and pokes the autoscaler, balances warm traffic over pods by
-//! in-flight count, rate-limits, and reports what it holds to the autoscaler. Not built
-//! yet: see the activator issue.
+//! a `/serving/<namespace>/<isvc>/` path to a service and, by its canary split or a revision
+//! tag, to one revision ([`RouteTable`]); rate-limits per service; holds requests in a
+//! bounded per-revision queue while the revision has no ready pod, pokes the autoscaler at
+//! once and probes new pods' queue-proxies directly so held requests go out the moment one
+//! answers; balances warm traffic over pods with a breaker of `containerConcurrency` each
+//! (Knative's throttler); forwards over pooled HTTP/1.1 or HTTP/2 cleartext connections with
+//! bodies streamed both ways; and reports to the autoscaler, every second per revision, the
+//! concurrency it observed and how many requests it holds. Pods come from an [`Endpoints`]
+//! source and the autoscaler is reached through an [`AutoscalerClient`], each in-process for
+//! `serval dev` or remote on Kubernetes.
+
+mod autoscaler;
+mod body;
+mod config;
+mod endpoints;
+mod error;
+mod layers;
+mod probe;
+mod proxy;
+mod report;
+mod rng;
+mod routes;
+mod server;
+mod split;
+mod throttler;
+
+pub use autoscaler::{
+    AutoscalerClient, AutoscalerClientError, HttpAutoscaler, InProcessAutoscaler,
+    RecordingAutoscaler,
+};
+pub use config::Config;
+pub use endpoints::{Endpoints, EndpointsSnapshot, LocalEndpoints, PodEndpoint};
+pub use error::ActivatorError;
+pub use routes::{
+    Component, RateLimit, RevisionSettings, RouteError, RouteTable, ServiceRoute, TrafficTarget,
+    REVISION_TAG_HEADER,
+};
+pub use server::{run, run_until, Activator, ServeError};

@@ -147,4 +147,5 @@ impl Drop for ServalProcess {
         let _ = self.child.wait();
     }
 }
+pub mod revision_pod;
 pub mod runtime;

@@ -1,0 +1,127 @@
+//! Throttling: takes a slot on a pod of the resolved revision (waiting in the revision's
+//! bounded line, 503 when it is full, 504 past the revision's timeout with queueing
+//! counted), forwards, and holds the slot until the response has been sent. A pod that
+//! fails a request is taken out until it probes healthy; the request is tried on another
+//! pod only when it provably never left. Also counts the revision's concurrency for reports.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use super::{ready, ResponseFuture};
+use crate::body::{hold_until_sent, ProxyBody, RequestBody};
+use crate::error::ActivatorError;
+use crate::proxy::{ForwardError, ForwardFuture, PodAddress};
+use crate::report::InFlight;
+use crate::routes::Resolved;
+use crate::throttler::Throttler;
+
+#[derive(Clone, Debug)]
+pub(crate) struct ThrottleLayer {
+    throttler: Arc<Throttler>,
+    max_retries: u32,
+}
+
+impl ThrottleLayer {
+    pub(crate) fn new(throttler: Arc<Throttler>, max_retries: u32) -> Self {
+        Self {
+            throttler,
+            max_retries,
+        }
+    }
+}
+
+impl<S> Layer<S> for ThrottleLayer {
+    type Service = Throttle<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Throttle {
+            inner,
+            throttler: self.throttler.clone(),
+            max_retries: self.max_retries,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Throttle<S> {
+    inner: S,
+    throttler: Arc<Throttler>,
+    max_retries: u32,
+}
+
+impl<S> Service<Request<RequestBody>> for Throttle<S>
+where
+    S: Service<
+            Request<RequestBody>,
+            Response = Response<ProxyBody>,
+            Error = ForwardError,
+            Future = ForwardFuture,
+        > + Clone
+        + Send
+        + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<RequestBody>) -> ResponseFuture {
+        let Some(resolved) = request.extensions().get::<Resolved>().cloned() else {
+            let error = ActivatorError::BadRequest("the request was not routed".into());
+            return ready(error.into_response());
+        };
+        let settings = resolved.revision;
+        let revision = self.throttler.revision(&settings.name);
+        let deadline = Instant::now() + settings.timeout;
+        let in_flight = InFlight::start(revision.clone());
+        let (mut inner, max_retries) = (self.inner.clone(), self.max_retries);
+        Box::pin(async move {
+            let mut request = request;
+            let mut retries = 0;
+            loop {
+                let lease = match revision.acquire(&settings, deadline).await {
+                    Ok(lease) => lease,
+                    Err(error) => return Ok(error.into_response()),
+                };
+                request
+                    .extensions_mut()
+                    .insert(PodAddress(lease.endpoint.address));
+                let error = match tokio::time::timeout_at(deadline, inner.call(request)).await {
+                    Ok(Ok(response)) => return Ok(hold_until_sent(response, (lease, in_flight))),
+                    Ok(Err(error)) => error,
+                    Err(_) => {
+                        let error = ActivatorError::Timeout {
+                            revision: settings.name.clone(),
+                            waited: settings.timeout,
+                        };
+                        return Ok(error.into_response());
+                    }
+                };
+                lease.mark_unhealthy();
+                tracing::debug!(revision = %settings.name, pod = %lease.endpoint.name,
+                    reason = %error.reason, retry = error.unsent.is_some(), "forwarding failed");
+                match error.unsent {
+                    Some(unsent) if retries < max_retries => {
+                        retries += 1;
+                        request = unsent;
+                    }
+                    _ => {
+                        let error = ActivatorError::Upstream {
+                            revision: settings.name.clone(),
+                            reason: error.reason,
+                        };
+                        return Ok(error.into_response());
+                    }
+                }
+            }
+        })
+    }
+}

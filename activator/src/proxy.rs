@@ -1,0 +1,169 @@
+//! The innermost service: forwards a request to the pod the throttler chose, over pooled
+//! keep-alive connections to its queue-proxy, HTTP/1.1 for HTTP/1 callers and HTTP/2
+//! cleartext for HTTP/2 callers (so gRPC passes through), both bodies streamed. A failure
+//! says whether the request never left (connect failed and the body was never read), which
+//! is the only case where trying another pod is safe.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{HeaderName, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::Service;
+
+use crate::body::{reclaim, ProxyBody, Reclaimable, RequestBody};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pod a request goes to, set by the throttle layer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PodAddress(pub(crate) SocketAddr);
+
+/// A request that got no response from the pod.
+#[derive(Debug)]
+pub(crate) struct ForwardError {
+    pub(crate) reason: String,
+    /// The request back, when it provably never reached the pod.
+    pub(crate) unsent: Option<Request<RequestBody>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Forward {
+    http1: Client<HttpConnector, Reclaimable>,
+    http2: Client<HttpConnector, Reclaimable>,
+}
+
+impl Default for Forward {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector.clone());
+        let http2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        Self { http1, http2 }
+    }
+}
+
+/// Hop-by-hop headers belong to one connection and are not forwarded (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|name| HeaderName::try_from(name).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    // gRPC needs `te: trailers`; any other TE value is hop-by-hop.
+    if headers.get(TE).is_some_and(|v| v != "trailers") {
+        headers.remove(TE);
+    }
+}
+
+/// The error with its causes, which hold the useful part ("connection refused").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+pub(crate) type ForwardFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send>>;
+
+impl Service<Request<RequestBody>> for Forward {
+    type Response = Response<ProxyBody>;
+    type Error = ForwardError;
+    type Future = ForwardFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ForwardError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<RequestBody>) -> ForwardFuture {
+        let Some(PodAddress(pod)) = request.extensions().get().copied() else {
+            let error = ForwardError {
+                reason: "no pod was chosen".into(),
+                unsent: None,
+            };
+            return Box::pin(std::future::ready(Err(error)));
+        };
+        let (mut parts, body) = request.into_parts();
+        // What a retry needs; the body comes back only if it was never read.
+        let (method, original_uri, version, headers) = (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.version,
+            parts.headers.clone(),
+        );
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = match Uri::try_from(format!("http://{pod}{path}")) {
+            Ok(uri) => uri,
+            Err(e) => {
+                let error = ForwardError {
+                    reason: format!("request target {path:?}: {e}"),
+                    unsent: None,
+                };
+                return Box::pin(std::future::ready(Err(error)));
+            }
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        let client = if parts.version == Version::HTTP_2 {
+            self.http2.clone()
+        } else {
+            parts.version = Version::HTTP_11;
+            self.http1.clone()
+        };
+        let (body, slot) = Reclaimable::new(body);
+        let request = Request::from_parts(parts, body);
+        Box::pin(async move {
+            match client.request(request).await {
+                Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
+                Err(e) => {
+                    let unsent = e
+                        .is_connect()
+                        .then(|| reclaim(&slot))
+                        .flatten()
+                        .map(|body| {
+                            let mut retry = Request::new(body);
+                            *retry.method_mut() = method;
+                            *retry.uri_mut() = original_uri;
+                            *retry.version_mut() = version;
+                            *retry.headers_mut() = headers;
+                            retry
+                        });
+                    Err(ForwardError {
+                        reason: describe(&e),
+                        unsent,
+                    })
+                }
+            }
+        })
+    }
+}

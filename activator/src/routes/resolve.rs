@@ -1,0 +1,149 @@
+//! Resolving one request against the table: the `/serving/<ns>/<label>/` prefix or the Host
+//! gives a namespace and a host label `[<tag>-]<isvc>[-<component>]`; the component is the
+//! named one, the explainer for `:explain`, or the entry; the revision is the tagged one or
+//! the split's pick for the request's roll. Pure: the roll is an input.
+
+use std::sync::Arc;
+
+use super::{Component, RevisionSettings, RouteTable, ServiceEntry};
+use crate::error::ActivatorError;
+use crate::split;
+
+const PATH_PREFIX: &str = "/serving/";
+/// Cluster-internal host suffixes accepted besides the configured domain.
+const CLUSTER_SUFFIXES: [&str; 2] = ["svc.cluster.local", "svc"];
+
+/// Where one request goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) service: Arc<ServiceEntry>,
+    pub(crate) revision: Arc<RevisionSettings>,
+    /// The path and query to forward, when the `/serving/...` prefix was stripped.
+    pub(crate) path: Option<String>,
+}
+
+/// What the request says about where it goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestTarget<'a> {
+    pub(crate) host: Option<&'a str>,
+    pub(crate) path_and_query: &'a str,
+    pub(crate) tag_header: Option<&'a str>,
+    /// A uniform draw from `0..100` for the split.
+    pub(crate) roll: u32,
+}
+
+impl RouteTable {
+    /// The service and revision a request goes to.
+    pub(crate) fn resolve(&self, request: RequestTarget<'_>) -> Result<Resolved, ActivatorError> {
+        let (namespace, label, path) = match prefix_route(request.path_and_query) {
+            Some((namespace, label, rest)) => (namespace, label, Some(rest)),
+            None => {
+                let host = request.host.unwrap_or_default();
+                let (namespace, label) = self
+                    .host_route(host)
+                    .ok_or_else(|| ActivatorError::UnknownService(format!("host {host:?}")))?;
+                (namespace, label, None)
+            }
+        };
+        let (service, component, host_tag) = self
+            .find(&namespace, &label)
+            .ok_or_else(|| ActivatorError::UnknownService(format!("{namespace}/{label}")))?;
+        let forwarded = path.as_deref().unwrap_or(request.path_and_query);
+        let component = component.unwrap_or_else(|| {
+            let explain = forwarded
+                .split('?')
+                .next()
+                .is_some_and(|p| p.ends_with(":explain"));
+            let has_explainer = service.components.contains_key(&Component::Explainer);
+            if explain && has_explainer {
+                Component::Explainer
+            } else {
+                service.route.entry()
+            }
+        });
+        let no_revision = || ActivatorError::NoRevision {
+            service: service.id.clone(),
+        };
+        let targets = service.components.get(&component).ok_or_else(no_revision)?;
+        let tag = host_tag.or(request.tag_header.filter(|_| service.route.tag_routing));
+        let target = match tag {
+            Some(tag) => targets
+                .iter()
+                .find(|t| t.tag.as_deref() == Some(tag))
+                .ok_or_else(|| ActivatorError::UnknownTag {
+                    service: service.id.clone(),
+                    tag: tag.to_string(),
+                })?,
+            None => split::pick(targets, |t| t.percent, request.roll).ok_or_else(no_revision)?,
+        };
+        let revision = target.revision.clone();
+        Ok(Resolved {
+            service,
+            revision,
+            path,
+        })
+    }
+
+    /// `<label>.<namespace>.<domain>` (or a cluster-internal suffix) -> (namespace, label).
+    fn host_route(&self, host: &str) -> Option<(String, String)> {
+        let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+        let suffixes = std::iter::once(self.domain.as_str()).chain(CLUSTER_SUFFIXES);
+        let stem = suffixes
+            .filter_map(|suffix| host.strip_suffix(suffix)?.strip_suffix('.'))
+            .next()
+            .unwrap_or(&host);
+        let (label, namespace) = stem.split_once('.')?;
+        (!label.is_empty() && !namespace.is_empty() && !namespace.contains('.'))
+            .then(|| (namespace.to_string(), label.to_string()))
+    }
+
+    /// A host label: `[<tag>-]<isvc>[-<component>]`; the plain name wins over a tag reading.
+    fn find<'a>(
+        &self,
+        namespace: &str,
+        label: &'a str,
+    ) -> Option<(Arc<ServiceEntry>, Option<Component>, Option<&'a str>)> {
+        let tag_splits = label
+            .match_indices('-')
+            .map(|(i, _)| (Some(&label[..i]), &label[i + 1..]));
+        for (tag, rest) in std::iter::once((None, label)).chain(tag_splits) {
+            let by_component = Component::ALL
+                .iter()
+                .filter_map(|c| rest.strip_suffix(c.suffix()).map(|name| (name, Some(*c))));
+            for (name, component) in std::iter::once((rest, None)).chain(by_component) {
+                let Some(service) = self.get(namespace, name) else {
+                    continue;
+                };
+                if tag.is_some() && !service.route.tag_routing {
+                    continue;
+                }
+                return Some((service, component, tag));
+            }
+        }
+        None
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// `/serving/<ns>/<label>/<rest>?q` -> (ns, label, `/<rest>?q`).
+fn prefix_route(path_and_query: &str) -> Option<(String, String, String)> {
+    let rest = path_and_query.strip_prefix(PATH_PREFIX)?;
+    let (namespace, rest) = rest.split_once('/')?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (label, tail) = rest.split_at(end);
+    if namespace.is_empty() || label.is_empty() {
+        return None;
+    }
+    let tail = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+    Some((namespace.to_string(), label.to_ascii_lowercase(), tail))
+}

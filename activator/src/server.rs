@@ -1,0 +1,241 @@
+//! The activator as a value: the layer stack, the background tasks (endpoints and probes,
+//! reports and pokes), the listener, and drain on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::autoscaler::AutoscalerClient;
+use crate::body::{BoxError, ProxyBody, RequestBody};
+use crate::config::Config;
+use crate::endpoints::Endpoints;
+use crate::layers::headers::{ClientAddr, HeadersLayer};
+use crate::layers::rate_limit::RateLimitLayer;
+use crate::layers::routing::RoutingLayer;
+use crate::layers::throttle::ThrottleLayer;
+use crate::probe::{self, Periods};
+use crate::proxy::Forward;
+use crate::report;
+use crate::routes::RouteTable;
+use crate::throttler::Throttler;
+
+/// Pokes waiting for the reporter; past this they are dropped (the reports carry the queue).
+const POKE_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+type Stack = BoxCloneSyncService<Request<RequestBody>, Response<ProxyBody>, Infallible>;
+
+/// The activator's concerns, outermost first.
+fn stack(routes: Arc<RouteTable>, throttler: Arc<Throttler>, max_retries: u32) -> Stack {
+    let stack = ServiceBuilder::new()
+        // Request id and forwarding headers first, so every answer carries the id.
+        .layer(HeadersLayer)
+        // Host or path -> service -> revision; unknown services get 404 before anything waits.
+        .layer(RoutingLayer::new(routes))
+        // The service's rate limit: a refused request never takes a place in line.
+        .layer(RateLimitLayer)
+        // A slot on a pod, waiting at zero; a retry only when the request never left.
+        .layer(ThrottleLayer::new(throttler, max_retries))
+        .service(Forward::default());
+    BoxCloneSyncService::new(stack)
+}
+
+/// A running activator: its request stack and background tasks (stopped when dropped).
+#[derive(Debug)]
+pub struct Activator {
+    config: Config,
+    throttler: Arc<Throttler>,
+    stack: Stack,
+    _tasks: JoinSet<()>,
+}
+
+impl Activator {
+    /// Starts the background tasks; requests go through [`Activator::handle`] or
+    /// [`Activator::serve`]. Must be called inside a Tokio runtime.
+    pub fn start<E: Endpoints, A: AutoscalerClient>(
+        config: Config,
+        routes: Arc<RouteTable>,
+        endpoints: E,
+        autoscaler: A,
+    ) -> Result<Self, ServeError> {
+        config.validate().map_err(ServeError::Config)?;
+        let (pokes, poke_rx) = mpsc::channel(POKE_QUEUE);
+        let throttler = Arc::new(Throttler::new(
+            config.queue_bound,
+            config.total_queue_bound,
+            pokes,
+        ));
+        let periods = Periods {
+            unhealthy: config.probe_period,
+            healthy: config.healthy_probe_period,
+        };
+        let mut tasks = JoinSet::new();
+        tasks.spawn(probe::sync_endpoints(
+            throttler.clone(),
+            endpoints.subscribe(),
+            periods,
+        ));
+        tasks.spawn(report::run(
+            throttler.clone(),
+            Arc::new(autoscaler),
+            config.name.clone(),
+            config.report_interval,
+            poke_rx,
+        ));
+        let stack = stack(routes, throttler.clone(), config.max_retries);
+        Ok(Self {
+            config,
+            throttler,
+            stack,
+            _tasks: tasks,
+        })
+    }
+
+    /// Serves one request in-process, as a connection would.
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+    ) -> Response<http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let request = request.map(|b| b.map_err(Into::into).boxed());
+        match self.stack.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Requests `revision` holds waiting for a pod now.
+    pub fn queued(&self, revision: &str) -> usize {
+        self.throttler.get(revision).map_or(0, |r| r.queued())
+    }
+
+    /// Requests held over all revisions now.
+    pub fn total_queued(&self) -> usize {
+        self.throttler.total_queued()
+    }
+
+    /// Pods of `revision` that passed the activator's probe and take requests.
+    pub fn healthy_pods(&self, revision: &str) -> usize {
+        self.throttler.get(revision).map_or(0, |r| r.healthy_pods())
+    }
+
+    /// Serves `listener` until `shutdown` completes, then stops accepting and finishes what
+    /// is in flight (for at most the drain timeout).
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http2()
+            .max_concurrent_streams(self.config.max_concurrent_streams);
+        let mut shutdown = std::pin::pin!(shutdown);
+        tracing::info!(listen = ?listener.local_addr().ok(), domain = %self.config.domain, "activator serving");
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of file descriptors, most likely: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let stack = self.stack.clone();
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let mut request = request.map(|b| b.map_err(Into::into).boxed());
+                        request.extensions_mut().insert(ClientAddr(peer));
+                        stack.clone().oneshot(request)
+                    });
+                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    tokio::spawn(graceful.watch(connection));
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!(drain_timeout = ?self.config.drain_timeout, "activator draining");
+        if tokio::time::timeout(self.config.drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timed out; dropping what is still in flight");
+        }
+    }
+}
+
+/// Runs until SIGTERM or Ctrl-C, then drains.
+pub async fn run<E: Endpoints, A: AutoscalerClient>(
+    config: Config,
+    routes: Arc<RouteTable>,
+    endpoints: E,
+    autoscaler: A,
+) -> Result<(), ServeError> {
+    run_until(config, routes, endpoints, autoscaler, shutdown_signal()).await
+}
+
+/// Runs until `shutdown` completes, then drains.
+pub async fn run_until<E: Endpoints, A: AutoscalerClient>(
+    config: Config,
+    routes: Arc<RouteTable>,
+    endpoints: E,
+    autoscaler: A,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let addr = config.listen;
+    let activator = Activator::start(config, routes, endpoints, autoscaler)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    activator.serve(listener, shutdown).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C will drain");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
