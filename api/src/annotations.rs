@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::metric::ScaleMetric;
 use crate::duration::parse_go_duration;
 use crate::field_error::FieldError;
+use crate::metric::ScaleMetric;
 
 /// Knative's autoscaling annotations.
 pub mod knative {

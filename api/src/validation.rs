@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::annotations::AutoscalingAnnotations;
-pub use crate::field_error::FieldError;
 use crate::component::{ComponentExtensionSpec, PodFields, ScaleMetric};
+pub use crate::field_error::FieldError;
 use crate::inference_service::InferenceService;
 use crate::predictor::{PredictorExtensionSpec, PredictorSpec};
 use crate::serving_runtime::{render_arg, ServingRuntimeSpec};
@@ -130,7 +130,9 @@ fn validate_extension(ext: &PredictorExtensionSpec, path: &str, errors: &mut Vec
 fn validate_storage_uri(uri: &str, path: &str, errors: &mut Vec<FieldError>) {
     let known = STORAGE_SCHEMES.iter().any(|scheme| uri.starts_with(scheme));
     // A path is a model directory on this machine (`serval dev`), as file:// would be.
-    let local_path = ["/", "./", "../"].iter().any(|prefix| uri.starts_with(prefix));
+    let local_path = ["/", "./", "../"]
+        .iter()
+        .any(|prefix| uri.starts_with(prefix));
     if !known && !local_path {
         errors.push(FieldError::new(
             path,

@@ -9,15 +9,22 @@ use std::time::{Duration, Instant};
 
 use serval_api::component::ComponentExtensionSpec;
 use serval_autoscaler::live::{Autoscaler, RecordingScaler};
-use serval_autoscaler::{AutoscalerConfig, Decider, MetricSample, MetricWindows, ScaleMetric, ScalingSpec};
+use serval_autoscaler::{
+    AutoscalerConfig, Decider, MetricSample, MetricWindows, ScaleMetric, ScalingSpec,
+};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn spec(config: &AutoscalerConfig) -> ScalingSpec {
-    let component = ComponentExtensionSpec { min_replicas: Some(0), container_concurrency: Some(4), ..Default::default() };
-    ScalingSpec::from_annotations(&component, &BTreeMap::new(), "metadata.annotations", config).expect("valid spec")
+    let component = ComponentExtensionSpec {
+        min_replicas: Some(0),
+        container_concurrency: Some(4),
+        ..Default::default()
+    };
+    ScalingSpec::from_annotations(&component, &BTreeMap::new(), "metadata.annotations", config)
+        .expect("valid spec")
 }
 
 fn decide_many(revisions: usize, ticks: usize) -> Vec<Duration> {
@@ -25,14 +32,22 @@ fn decide_many(revisions: usize, ticks: usize) -> Vec<Duration> {
     let spec = spec(&config);
     let start = Instant::now();
     let mut state: Vec<(Decider, MetricWindows)> = (0..revisions)
-        .map(|_| (Decider::new(spec.clone(), start), MetricWindows::new(start, &spec)))
+        .map(|_| {
+            (
+                Decider::new(spec.clone(), start),
+                MetricWindows::new(start, &spec),
+            )
+        })
         .collect();
     // A full stable window of history, as a busy cluster has.
     for second in 0..60u64 {
         let at = start + Duration::from_secs(second);
         for (i, (_, windows)) in state.iter_mut().enumerate() {
             let mut sample = MetricSample::new();
-            sample.set(ScaleMetric::Concurrency, ((i + second as usize) % 17) as f64);
+            sample.set(
+                ScaleMetric::Concurrency,
+                ((i + second as usize) % 17) as f64,
+            );
             sample.set(ScaleMetric::Rps, ((i * 3 + second as usize) % 50) as f64);
             windows.record(at, &sample);
         }
@@ -62,7 +77,9 @@ async fn poke_latency(pokes: usize) -> Vec<Duration> {
     config.tick_interval = Duration::from_secs(3600);
     let scaler = Arc::new(RecordingScaler::default());
     let autoscaler = Autoscaler::new(config.clone(), scaler.clone());
-    let names: Vec<String> = (0..pokes).map(|i| format!("default/model-{i}-predictor-1")).collect();
+    let names: Vec<String> = (0..pokes)
+        .map(|i| format!("default/model-{i}-predictor-1"))
+        .collect();
     for name in &names {
         autoscaler.upsert_revision(name, spec(&config));
     }
@@ -101,7 +118,11 @@ fn main() {
             ticks.last().unwrap().as_secs_f64() * 1e3
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let pokes = runtime.block_on(poke_latency(500));
     println!(
         "| poke to scale call (500 revisions at zero, one poke each) | {:.1} µs | {:.1} µs | {:.1} µs |",

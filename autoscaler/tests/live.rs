@@ -29,7 +29,8 @@ fn spec(config: &AutoscalerConfig, container_concurrency: i64) -> ScalingSpec {
         container_concurrency: Some(container_concurrency),
         ..Default::default()
     };
-    ScalingSpec::from_annotations(&component, &BTreeMap::new(), "metadata.annotations", config).expect("valid spec")
+    ScalingSpec::from_annotations(&component, &BTreeMap::new(), "metadata.annotations", config)
+        .expect("valid spec")
 }
 
 /// A queue-proxy stand-in serving a `Stat` whose concurrency the test sets (milli-units).
@@ -41,7 +42,13 @@ async fn stats_server(concurrency_milli: Arc<AtomicU64>) -> String {
         axum::routing::get(move || {
             let c = concurrency_milli.load(Ordering::SeqCst) as f64 / 1000.0;
             async move {
-                axum::Json(Stat { pod_name: "p".into(), window_ms: 1000, average_concurrency: c, request_count: 1, ..Stat::default() })
+                axum::Json(Stat {
+                    pod_name: "p".into(),
+                    window_ms: 1000,
+                    average_concurrency: c,
+                    request_count: 1,
+                    ..Stat::default()
+                })
             }
         }),
     );
@@ -69,10 +76,19 @@ async fn a_poke_at_zero_scales_to_one_without_waiting_for_a_tick() {
     autoscaler.upsert_revision("default/iris-predictor-1", spec(&config, 0));
     tokio::spawn(autoscaler.clone().run());
     // The first tick (at start) settles the revision at zero.
-    wait_for(Duration::from_secs(5), || scaler.calls().iter().any(|c| c.1 == 0)).await;
+    wait_for(Duration::from_secs(5), || {
+        scaler.calls().iter().any(|c| c.1 == 0)
+    })
+    .await;
     assert!(autoscaler.poke("default/iris-predictor-1"));
-    assert!(!autoscaler.poke("default/unknown"), "unknown revisions are refused");
-    wait_for(Duration::from_secs(5), || scaler.calls().iter().any(|c| c.1 == 1)).await;
+    assert!(
+        !autoscaler.poke("default/unknown"),
+        "unknown revisions are refused"
+    );
+    wait_for(Duration::from_secs(5), || {
+        scaler.calls().iter().any(|c| c.1 == 1)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,18 +103,33 @@ async fn scraped_load_scales_up_and_a_failing_pod_is_skipped() {
     autoscaler.set_pods(
         "default/busy",
         vec![
-            PodTarget { name: "a".into(), stats_url: healthy.clone() },
-            PodTarget { name: "b".into(), stats_url: healthy },
-            PodTarget { name: "dead".into(), stats_url: "http://127.0.0.1:9/stats".into() },
+            PodTarget {
+                name: "a".into(),
+                stats_url: healthy.clone(),
+            },
+            PodTarget {
+                name: "b".into(),
+                stats_url: healthy,
+            },
+            PodTarget {
+                name: "dead".into(),
+                stats_url: "http://127.0.0.1:9/stats".into(),
+            },
         ],
     );
     tokio::spawn(autoscaler.clone().run());
     // 3 ready pods, the dead one skipped rather than read as idle: mean 14 × 3 = 42 → 6
     // pods, twice the ready count, so panic.
-    wait_for(Duration::from_secs(10), || scaler.calls().iter().any(|c| c.1 >= 6)).await;
+    wait_for(Duration::from_secs(10), || {
+        scaler.calls().iter().any(|c| c.1 >= 6)
+    })
+    .await;
     let view = autoscaler.views().into_iter().next().unwrap();
     assert!(view.in_panic, "{view:?}");
     assert_eq!(view.winner.as_deref(), Some("concurrency"));
     let metrics = autoscaler.metrics_text();
-    assert!(metrics.contains("serval_autoscaler_desired_pods{revision=\"default/busy\"} 6"), "{metrics}");
+    assert!(
+        metrics.contains("serval_autoscaler_desired_pods{revision=\"default/busy\"} 6"),
+        "{metrics}"
+    );
 }

@@ -56,6 +56,10 @@ pub struct Config {
     /// Name reported in stats.
     #[arg(long, env = "POD_NAME", default_value = "local")]
     pub pod_name: String,
+    /// Threads serving requests. One is the lean default for a sidecar: on a small pod it
+    /// added the least latency and memory (see docs/benchmarks.md).
+    #[arg(long, env = "SERVAL_QP_WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: usize,
     /// Whether to read GPU metrics through NVML.
     #[arg(long, env = "SERVAL_QP_GPU", default_value_t = true, action = clap::ArgAction::Set)]
     pub gpu: bool,
@@ -88,6 +92,7 @@ impl Config {
             runtime_metrics_path: "/metrics".into(),
             queue_depth_metric: None,
             pod_name: "local".into(),
+            worker_threads: 1,
             gpu: true,
         }
     }

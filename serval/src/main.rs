@@ -2,6 +2,7 @@
 //! queue-proxy, runtime) is a subcommand, so one image serves them all, and `serval dev`
 //! runs the whole platform on one machine.
 
+mod dev;
 mod logging;
 mod validate;
 
@@ -35,7 +36,7 @@ enum Command {
     },
     /// Run the whole platform on this machine: controller, activator, autoscaler and one
     /// queue-proxy + runtime process pair per replica.
-    Dev(Pending),
+    Dev(dev::DevArgs),
     /// Serve a model directory over KServe V1, Open Inference Protocol V2 and OpenAI.
     Runtime(Box<serval_runtimes::Config>),
     /// The per-pod sidecar: concurrency limit, stats, readiness and drain.
@@ -65,12 +66,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { paths } => validate::run(&paths),
-        Command::Dev(_) => pending(
-            "dev",
-            "run controller, activator, autoscaler and model processes locally",
-        ),
+        Command::Dev(args) => serve("dev", dev::run(args)),
         Command::Runtime(config) => serve("runtime", serval_runtimes::run(*config)),
-        Command::QueueProxy(config) => serve("queue-proxy", serval_queue_proxy::run(*config)),
+        Command::QueueProxy(config) => {
+            let threads = config.worker_threads.max(1);
+            serve_on(threads, "queue-proxy", serval_queue_proxy::run(*config))
+        }
         Command::Activator(_) => pending(
             "activator",
             "route, buffer at zero, split canaries and balance pods",
@@ -95,8 +96,19 @@ fn serve<E: std::fmt::Display>(
     role: &str,
     server: impl std::future::Future<Output = Result<(), E>>,
 ) -> ExitCode {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    serve_on(threads, role, server)
+}
+
+/// Like [`serve`], on `threads` worker threads.
+fn serve_on<E: std::fmt::Display>(
+    threads: usize,
+    role: &str,
+    server: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
     logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
     {

@@ -41,10 +41,17 @@ pub fn router<S: Scaler>(autoscaler: Arc<Autoscaler<S>>) -> Router {
 }
 
 async fn poke<S: Scaler>(State(a): State<Arc<Autoscaler<S>>>, Json(p): Json<Poke>) -> Response {
-    if a.poke(&p.revision) { StatusCode::ACCEPTED.into_response() } else { unknown(&p.revision) }
+    if a.poke(&p.revision) {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        unknown(&p.revision)
+    }
 }
 
-async fn report<S: Scaler>(State(a): State<Arc<Autoscaler<S>>>, Json(r): Json<ActivatorReport>) -> Response {
+async fn report<S: Scaler>(
+    State(a): State<Arc<Autoscaler<S>>>,
+    Json(r): Json<ActivatorReport>,
+) -> Response {
     if a.report_from_activator(&r.revision, r.stat, r.queued) {
         StatusCode::ACCEPTED.into_response()
     } else {
@@ -52,10 +59,19 @@ async fn report<S: Scaler>(State(a): State<Arc<Autoscaler<S>>>, Json(r): Json<Ac
     }
 }
 
-async fn revisions<S: Scaler>(State(a): State<Arc<Autoscaler<S>>>) -> Json<Vec<super::RevisionView>> {
+async fn revisions<S: Scaler>(
+    State(a): State<Arc<Autoscaler<S>>>,
+) -> Json<Vec<super::RevisionView>> {
     Json(a.views())
 }
 
 async fn metrics<S: Scaler>(State(a): State<Arc<Autoscaler<S>>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], a.metrics_text()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        a.metrics_text(),
+    )
+        .into_response()
 }

@@ -53,7 +53,9 @@ pub struct Autoscaler<S> {
 
 impl<S> std::fmt::Debug for Autoscaler<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Autoscaler").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Autoscaler")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,8 +136,12 @@ impl<S: Scaler> Autoscaler<S> {
     /// how many requests it is holding now.
     pub fn report_from_activator(&self, revision: &str, stat: Stat, queued: u32) -> bool {
         let mut revisions = self.lock();
-        let Some(known) = revisions.get_mut(revision) else { return false };
-        known.activators.insert(stat.pod_name.clone(), (stat, Instant::now(), queued));
+        let Some(known) = revisions.get_mut(revision) else {
+            return false;
+        };
+        known
+            .activators
+            .insert(stat.pod_name.clone(), (stat, Instant::now(), queued));
         true
     }
 
@@ -159,8 +165,16 @@ impl<S: Scaler> Autoscaler<S> {
                 desired: r.last.as_ref().map(|d| d.desired),
                 in_panic: r.last.as_ref().is_some_and(|d| d.in_panic),
                 excess_burst_capacity: r.last.as_ref().map_or(-1, |d| d.excess_burst_capacity),
-                winner: r.last.as_ref().and_then(|d| d.winner).map(|m| m.to_string()),
-                reason: r.last.as_ref().map(|d| d.reason.clone()).unwrap_or_default(),
+                winner: r
+                    .last
+                    .as_ref()
+                    .and_then(|d| d.winner)
+                    .map(|m| m.to_string()),
+                reason: r
+                    .last
+                    .as_ref()
+                    .map(|d| d.reason.clone())
+                    .unwrap_or_default(),
             })
             .collect();
         views.sort_by(|a, b| a.revision.cmp(&b.revision));
@@ -180,14 +194,23 @@ impl<S: Scaler> Autoscaler<S> {
         }) else {
             return;
         };
-        let round = self.rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stats = if poked { Vec::new() } else { self.scraper.scrape_sample(&pods, sample_n, round).await };
+        let round = self
+            .rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stats = if poked {
+            Vec::new()
+        } else {
+            self.scraper.scrape_sample(&pods, sample_n, round).await
+        };
         let now = Instant::now();
         let decision = {
             let mut revisions = self.lock();
-            let Some(r) = revisions.get_mut(revision) else { return };
+            let Some(r) = revisions.get_mut(revision) else {
+                return;
+            };
             let ready = r.pods.len() as u32;
-            r.activators.retain(|_, (_, at, _)| now.duration_since(*at) <= ACTIVATOR_REPORT_TTL);
+            r.activators
+                .retain(|_, (_, at, _)| now.duration_since(*at) <= ACTIVATOR_REPORT_TTL);
             let mut queued: u32 = r.activators.values().map(|(_, _, q)| *q).sum();
             if poked {
                 queued = queued.max(1);
@@ -202,7 +225,9 @@ impl<S: Scaler> Autoscaler<S> {
                 }
             }
             let decision = r.decider.decide(now, &r.windows, ready, queued);
-            if r.last.as_ref().map(|d| (d.desired, d.in_panic)) != Some((decision.desired, decision.in_panic)) {
+            if r.last.as_ref().map(|d| (d.desired, d.in_panic))
+                != Some((decision.desired, decision.in_panic))
+            {
                 tracing::info!(%revision, desired = decision.desired, ready, in_panic = decision.in_panic,
                     winner = ?decision.winner, reason = %decision.reason, "scaling decision");
             }
@@ -218,14 +243,21 @@ impl<S: Scaler> Autoscaler<S> {
                         r.actuated = Some(decision.desired);
                     }
                 }
-                Err(e) => tracing::warn!(%revision, desired = decision.desired, error = %e, "scaling failed; will retry"),
+                Err(e) => {
+                    tracing::warn!(%revision, desired = decision.desired, error = %e, "scaling failed; will retry")
+                }
             }
         }
     }
 
     /// Runs the tick loop and handles pokes until the task is dropped.
     pub async fn run(self: Arc<Self>) {
-        let Some(mut pokes) = self.poke_rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(mut pokes) = self
+            .poke_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
             tracing::error!("autoscaler loop started twice");
             return;
         };

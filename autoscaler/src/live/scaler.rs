@@ -15,7 +15,11 @@ pub struct ScaleError {
 
 /// Sets a revision's replica count.
 pub trait Scaler: Send + Sync + 'static {
-    fn scale(&self, revision: &str, desired: u32) -> impl Future<Output = Result<(), ScaleError>> + Send;
+    fn scale(
+        &self,
+        revision: &str,
+        desired: u32,
+    ) -> impl Future<Output = Result<(), ScaleError>> + Send;
 }
 
 /// A scaler that only records what it was asked, with when; for tests and dry runs.
@@ -32,16 +36,21 @@ impl RecordingScaler {
 
 impl Scaler for RecordingScaler {
     async fn scale(&self, revision: &str, desired: u32) -> Result<(), ScaleError> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((revision.to_string(), desired, Instant::now()));
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
+            revision.to_string(),
+            desired,
+            Instant::now(),
+        ));
         Ok(())
     }
 }
 
 impl<T: Scaler> Scaler for std::sync::Arc<T> {
-    fn scale(&self, revision: &str, desired: u32) -> impl Future<Output = Result<(), ScaleError>> + Send {
+    fn scale(
+        &self,
+        revision: &str,
+        desired: u32,
+    ) -> impl Future<Output = Result<(), ScaleError>> + Send {
         T::scale(self, revision, desired)
     }
 }

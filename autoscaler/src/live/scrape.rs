@@ -31,7 +31,9 @@ impl Scraper {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(SCRAPE_TIMEOUT));
-        Self { client: Client::builder(TokioExecutor::new()).build(connector) }
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
     }
 
     async fn scrape(&self, pod: &PodTarget) -> Option<Stat> {
@@ -45,7 +47,10 @@ impl Scraper {
             let bytes = body.collect().await.ok()?.to_bytes();
             serde_json::from_slice::<Stat>(&bytes).ok()
         };
-        let stat = tokio::time::timeout(SCRAPE_TIMEOUT, attempt).await.ok().flatten();
+        let stat = tokio::time::timeout(SCRAPE_TIMEOUT, attempt)
+            .await
+            .ok()
+            .flatten();
         if stat.is_none() {
             tracing::debug!(pod = %pod.name, url = %pod.stats_url, "scrape failed; pod skipped this tick");
         }
@@ -55,7 +60,12 @@ impl Scraper {
 
     /// Scrapes up to `n` pods, spread over the list and rotated by `round` so every pod is
     /// read over successive ticks, concurrently.
-    pub(crate) async fn scrape_sample(&self, pods: &[PodTarget], n: usize, round: usize) -> Vec<Stat> {
+    pub(crate) async fn scrape_sample(
+        &self,
+        pods: &[PodTarget],
+        n: usize,
+        round: usize,
+    ) -> Vec<Stat> {
         if pods.is_empty() || n == 0 {
             return Vec::new();
         }

@@ -45,33 +45,75 @@ impl Telemetry {
             panic_desired: Family::default(),
             winner: Family::default(),
         };
-        registry.register("desired_pods", "Replicas the autoscaler wants", t.desired.clone());
+        registry.register(
+            "desired_pods",
+            "Replicas the autoscaler wants",
+            t.desired.clone(),
+        );
         registry.register("ready_pods", "Ready replicas it saw", t.ready.clone());
         registry.register("panic_mode", "1 while in panic mode", t.panic.clone());
         registry.register("excess_burst_capacity", "Spare capacity after the target burst capacity; negative keeps the activator in the path", t.excess_burst_capacity.clone());
-        registry.register("stable_desired_pods", "Replicas wanted over the stable window", t.stable_desired.clone());
-        registry.register("panic_desired_pods", "Replicas wanted over the panic window", t.panic_desired.clone());
-        registry.register("winning_metric_value", "Stable-window value of the metric that decided", t.winner.clone());
+        registry.register(
+            "stable_desired_pods",
+            "Replicas wanted over the stable window",
+            t.stable_desired.clone(),
+        );
+        registry.register(
+            "panic_desired_pods",
+            "Replicas wanted over the panic window",
+            t.panic_desired.clone(),
+        );
+        registry.register(
+            "winning_metric_value",
+            "Stable-window value of the metric that decided",
+            t.winner.clone(),
+        );
         Self { registry, ..t }
     }
 
     pub(crate) fn record(&self, revision: &str, decision: &Decision, ready: u32) {
-        let label = RevisionLabel { revision: revision.to_string() };
-        self.desired.get_or_create(&label).set(i64::from(decision.desired));
+        let label = RevisionLabel {
+            revision: revision.to_string(),
+        };
+        self.desired
+            .get_or_create(&label)
+            .set(i64::from(decision.desired));
         self.ready.get_or_create(&label).set(i64::from(ready));
-        self.panic.get_or_create(&label).set(i64::from(decision.in_panic));
-        self.excess_burst_capacity.get_or_create(&label).set(decision.excess_burst_capacity);
-        self.stable_desired.get_or_create(&label).set(i64::from(decision.stable_desired));
-        self.panic_desired.get_or_create(&label).set(i64::from(decision.panic_desired));
+        self.panic
+            .get_or_create(&label)
+            .set(i64::from(decision.in_panic));
+        self.excess_burst_capacity
+            .get_or_create(&label)
+            .set(decision.excess_burst_capacity);
+        self.stable_desired
+            .get_or_create(&label)
+            .set(i64::from(decision.stable_desired));
+        self.panic_desired
+            .get_or_create(&label)
+            .set(i64::from(decision.panic_desired));
         if let Some(winner) = decision.winning_metric() {
-            let label = WinnerLabel { revision: revision.to_string(), metric: winner.metric.to_string() };
-            self.winner.get_or_create(&label).set(winner.observed_stable);
+            let label = WinnerLabel {
+                revision: revision.to_string(),
+                metric: winner.metric.to_string(),
+            };
+            self.winner
+                .get_or_create(&label)
+                .set(winner.observed_stable);
         }
     }
 
     pub(crate) fn forget(&self, revision: &str) {
-        let label = RevisionLabel { revision: revision.to_string() };
-        for family in [&self.desired, &self.ready, &self.panic, &self.excess_burst_capacity, &self.stable_desired, &self.panic_desired] {
+        let label = RevisionLabel {
+            revision: revision.to_string(),
+        };
+        for family in [
+            &self.desired,
+            &self.ready,
+            &self.panic,
+            &self.excess_burst_capacity,
+            &self.stable_desired,
+            &self.panic_desired,
+        ] {
             family.remove(&label);
         }
     }

@@ -1,0 +1,99 @@
+//! Reading the manifests `serval dev` serves: files or directories of YAML, checked with the
+//! same validation as `serval validate`; invalid documents are reported and skipped.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serval_api::manifest::{parse_documents, Resource};
+use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
+
+/// An InferenceService and the directory its manifest came from (for relative model paths).
+#[derive(Clone, Debug)]
+pub(crate) struct LoadedService {
+    pub(crate) isvc: InferenceService,
+    pub(crate) dir: PathBuf,
+}
+
+impl LoadedService {
+    pub(crate) fn namespace(&self) -> &str {
+        self.isvc.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.isvc.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Loaded {
+    pub(crate) services: Vec<LoadedService>,
+    pub(crate) runtimes: Vec<ServingRuntime>,
+    pub(crate) cluster_runtimes: Vec<ClusterServingRuntime>,
+    /// One line per problem, naming the file and the field.
+    pub(crate) problems: Vec<String>,
+}
+
+/// The YAML files named, directories expanded (sorted), with their modification times.
+pub(crate) fn manifest_files(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>)> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let modified = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+            (f, modified)
+        })
+        .collect()
+}
+
+pub(crate) fn load(paths: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded::default();
+    for (file, _) in manifest_files(paths) {
+        load_file(&file, &mut loaded);
+    }
+    loaded
+}
+
+fn load_file(file: &Path, loaded: &mut Loaded) {
+    let shown = file.display();
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => return loaded.problems.push(format!("{shown}: cannot read: {e}")),
+    };
+    let documents = match parse_documents(&text) {
+        Ok(documents) => documents,
+        Err(e) => return loaded.problems.push(format!("{shown}: {e}")),
+    };
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    for doc in documents {
+        for error in &doc.errors {
+            loaded
+                .problems
+                .push(format!("{shown}: {}: {error}", doc.describe()));
+        }
+        match doc.resource {
+            Some(Resource::InferenceService(isvc)) => {
+                loaded.services.push(LoadedService {
+                    isvc: *isvc,
+                    dir: dir.clone(),
+                });
+            }
+            Some(Resource::ServingRuntime(rt)) => loaded.runtimes.push(*rt),
+            Some(Resource::ClusterServingRuntime(rt)) => loaded.cluster_runtimes.push(*rt),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! `serval dev`: the whole platform on one machine — the activator on a local port, the
+//! autoscaler and the process supervisor in this process, and one queue-proxy + runtime
+//! process pair per replica. Editing a manifest rolls out a new revision.
+
+mod manifests;
+mod services;
+mod view;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serval_activator::{Activator, InProcessAutoscaler, LocalEndpoints, PodEndpoint, RouteTable};
+use serval_autoscaler::live::{Autoscaler, PodTarget, ScaleError, Scaler};
+use serval_autoscaler::AutoscalerConfig;
+use serval_controller::local::Supervisor;
+
+use services::Services;
+
+/// Flags of `serval dev`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DevArgs {
+    /// Where the activator listens for requests.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A YAML map of `config-autoscaler` keys, e.g. `stable-window: 6s`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Domain of service hosts: `<isvc>.<namespace>.<domain>`.
+    #[arg(long, default_value = "example.com")]
+    domain: String,
+    /// Directory for the replicas' logs (default: a directory under the system temp dir).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// InferenceService and ServingRuntime manifests, or directories of them.
+    #[arg(required = true)]
+    manifests: Vec<PathBuf>,
+}
+
+/// Scales by starting and draining replica processes, without holding up the autoscaler:
+/// a drain can take as long as the slowest request.
+#[derive(Debug)]
+struct ProcessScaler(Arc<Supervisor>);
+
+impl Scaler for ProcessScaler {
+    async fn scale(&self, revision: &str, desired: u32) -> Result<(), ScaleError> {
+        let supervisor = self.0.clone();
+        let name = revision.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = supervisor.scale(&name, desired as usize).await {
+                tracing::warn!(revision = %name, error = %e, "scaling failed");
+            }
+        });
+        Ok(())
+    }
+}
+
+fn autoscaler_config(path: Option<&PathBuf>) -> anyhow::Result<AutoscalerConfig> {
+    let Some(path) = path else {
+        return Ok(AutoscalerConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let yaml: BTreeMap<String, serde_yaml::Value> =
+        serde_yaml::from_str(&text).with_context(|| {
+            format!(
+                "{}: expected a map of config-autoscaler keys",
+                path.display()
+            )
+        })?;
+    let map: BTreeMap<String, String> = yaml
+        .into_iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_yaml::Value::String(s) => s,
+                other => serde_yaml::to_string(&other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            };
+            (k, value)
+        })
+        .collect();
+    AutoscalerConfig::from_map(&map).with_context(|| format!("{}", path.display()))
+}
+
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let config = autoscaler_config(args.config.as_ref())?;
+    let serval_bin = std::env::current_exe().context("locating the serval binary")?;
+    let log_dir = args
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("serval-dev-{}", std::process::id())));
+    let supervisor = Supervisor::new(serval_bin.clone(), Some(log_dir.clone()));
+    let autoscaler = Autoscaler::new(config.clone(), ProcessScaler(supervisor.clone()));
+    let routes = Arc::new(RouteTable::new(args.domain.clone()));
+    let endpoints = Arc::new(LocalEndpoints::new());
+    let mut activator_config = serval_activator::Config::new(args.listen);
+    activator_config.domain = args.domain.clone();
+    let activator = Arc::new(
+        Activator::start(
+            activator_config,
+            routes.clone(),
+            endpoints.clone(),
+            InProcessAutoscaler::new(autoscaler.clone()),
+        )
+        .map_err(|e| anyhow::anyhow!("starting the activator: {e}"))?,
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+
+    let mut services = Services::new(
+        config,
+        serval_bin,
+        supervisor.clone(),
+        autoscaler.clone(),
+        routes.clone(),
+        args.listen,
+    );
+    let loaded = manifests::load(&args.manifests);
+    for problem in &loaded.problems {
+        eprintln!("{problem}");
+    }
+    services.apply(&loaded);
+    if services.is_empty() {
+        anyhow::bail!("no valid InferenceService to serve in {:?}", args.manifests);
+    }
+    eprintln!(
+        "serval dev: activator on http://{}; replica logs in {}",
+        args.listen,
+        log_dir.display()
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(autoscaler.clone().run());
+    tasks.spawn(sync_pods(
+        supervisor.clone(),
+        autoscaler.clone(),
+        endpoints.clone(),
+        services.revisions(),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serve_activator = activator.clone();
+    let mut stopped = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        serve_activator
+            .serve(listener, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+
+    let mut files = manifests::manifest_files(&args.manifests);
+    let mut view = view::LiveView::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let shutdown = stop_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                let now = manifests::manifest_files(&args.manifests);
+                if now != files {
+                    files = now;
+                    let loaded = manifests::load(&args.manifests);
+                    for problem in &loaded.problems {
+                        eprintln!("{problem}");
+                    }
+                    services.apply(&loaded);
+                }
+                services.advance_rollouts().await;
+                view.show(&services.rows(&activator));
+            }
+        }
+    }
+    eprintln!("serval dev: stopping — draining every replica");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    tasks.abort_all();
+    supervisor.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: either stops everything cleanly.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops serval dev");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Keeps the activator's endpoints (every replica, so it can probe new ones itself) and the
+/// autoscaler's pods (ready ones) in step with the supervisor.
+async fn sync_pods<S: Scaler>(
+    supervisor: Arc<Supervisor>,
+    autoscaler: Arc<Autoscaler<S>>,
+    endpoints: Arc<LocalEndpoints>,
+    mut revisions: tokio::sync::watch::Receiver<Vec<String>>,
+) {
+    let mut changes = supervisor.subscribe();
+    let mut known: Vec<String> = Vec::new();
+    loop {
+        let names = revisions.borrow_and_update().clone();
+        for gone in known.iter().filter(|r| !names.contains(r)) {
+            endpoints.remove_revision(gone);
+        }
+        known = names.clone();
+        for revision in &names {
+            let replicas = supervisor.replicas(revision);
+            let pods = replicas
+                .iter()
+                .map(|r| {
+                    PodEndpoint::new(
+                        r.name.clone(),
+                        r.proxy,
+                        format!("http://{}/healthz", r.admin).parse().ok(),
+                    )
+                })
+                .collect();
+            endpoints.set_pods(revision, pods);
+            let ready = replicas
+                .iter()
+                .filter(|r| r.ready)
+                .map(|r| PodTarget {
+                    name: r.name.clone(),
+                    stats_url: format!("http://{}/stats", r.admin),
+                })
+                .collect();
+            autoscaler.set_pods(revision, ready);
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            changed = revisions.changed() => if changed.is_err() { return },
+        }
+    }
+}

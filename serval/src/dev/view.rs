@@ -1,0 +1,70 @@
+//! What `serval dev` shows while it runs: per InferenceService its URL, replicas, load and
+//! the autoscaler's last decision. Redrawn in place on a terminal; one line per change
+//! otherwise.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+
+use serval_autoscaler::live::RevisionView;
+
+/// One InferenceService's row.
+#[derive(Clone, Debug)]
+pub(crate) struct ServiceRow {
+    pub(crate) service: String,
+    pub(crate) url: String,
+    pub(crate) revision: String,
+    pub(crate) replicas: usize,
+    pub(crate) ready: usize,
+    pub(crate) queued: usize,
+    pub(crate) decision: Option<RevisionView>,
+}
+
+pub(crate) struct LiveView {
+    terminal: bool,
+    last: BTreeMap<String, String>,
+}
+
+impl LiveView {
+    pub(crate) fn new() -> Self {
+        Self {
+            terminal: std::io::stdout().is_terminal(),
+            last: BTreeMap::new(),
+        }
+    }
+
+    fn line(row: &ServiceRow) -> String {
+        let (desired, panic, reason) = match &row.decision {
+            Some(d) => (
+                d.desired.map_or("-".to_string(), |n| n.to_string()),
+                if d.in_panic { " PANIC" } else { "" },
+                d.reason.as_str(),
+            ),
+            None => ("-".to_string(), "", ""),
+        };
+        format!(
+            "{:<28} {:<34} ready {}/{} (desired {desired}{panic}) held {:<5} {} | {reason}",
+            row.service, row.revision, row.ready, row.replicas, row.queued, row.url
+        )
+    }
+
+    pub(crate) fn show(&mut self, rows: &[ServiceRow]) {
+        let mut out = std::io::stdout().lock();
+        if self.terminal {
+            // Home the cursor and clear below: a table that updates in place.
+            let _ = write!(out, "\x1b[H\x1b[J");
+            let _ = writeln!(out, "serval dev — Ctrl-C stops everything\n");
+            for row in rows {
+                let _ = writeln!(out, "{}", Self::line(row));
+            }
+        } else {
+            for row in rows {
+                let line = Self::line(row);
+                if self.last.get(&row.service) != Some(&line) {
+                    let _ = writeln!(out, "{line}");
+                    self.last.insert(row.service.clone(), line);
+                }
+            }
+        }
+        let _ = out.flush();
+    }
+}

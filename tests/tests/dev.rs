@@ -1,0 +1,307 @@
+//! `serval dev` as a newcomer runs it: the real binary on the examples, requests through the
+//! activator, scale to zero and back, a burst at zero, bad manifests, and a clean Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serval_tests::http_client::{get, http1, http2, send};
+use serval_tests::{free_port, repo_root, serval_bin};
+
+/// `serval dev` with its live-view lines collected.
+struct Dev {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Dev {
+    fn start(config: &str, manifests: &[&str]) -> Dev {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("serval-dev-test-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config_file = dir.join("autoscaler.yaml");
+        std::fs::write(&config_file, config).unwrap();
+        let mut child = Command::new(serval_bin())
+            .current_dir(repo_root())
+            .arg("dev")
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--config={}", config_file.display()))
+            .arg(format!("--log-dir={}", dir.join("logs").display()))
+            .args(manifests)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start serval dev");
+        let collect = |stream: Box<dyn std::io::Read + Send>| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        };
+        let lines = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        Dev {
+            child,
+            port,
+            lines,
+            stderr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn saw(&self, needle: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    fn last_line(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Processes whose parent is `serval dev`: its replicas.
+    fn children(&self) -> Vec<u32> {
+        let parent = self.child.id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit(')')
+                            .next()
+                            .map(|r| r.split_whitespace().nth(1) == Some(parent.as_str()))
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    fn interrupt_and_wait(mut self) -> (Option<i32>, Vec<u32>) {
+        let children = self.children();
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let code = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (code, children)
+    }
+}
+
+impl Drop for Dev {
+    /// A failed test still stops `serval dev` the clean way, so its replicas go with it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const V2_BODY: &str = r#"{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP64","data":[6.8,2.8,4.8,1.4,5.1,3.5,1.4,0.2]}]}"#;
+const SHORT_WINDOWS: &str = "stable-window: 6s\nscale-to-zero-grace-period: 1s\n";
+
+async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_like_the_runtime_scales_to_zero_and_back_and_stops_cleanly() {
+    let dev = Dev::start(SHORT_WINDOWS, &["examples/xgboost-iris.yaml"]);
+    let client = http1();
+    let infer = dev.url("/serving/default/xgboost-iris/v2/models/xgboost-iris/infer");
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no answer from serval dev: {}",
+            dev.stderr()
+        );
+        match send(&client, "POST", &infer, V2_BODY).await {
+            Ok(answer) if answer.status == 200 => first = Some(answer),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let through_activator = first.unwrap().json();
+
+    // The same model served directly by `serval runtime` answers the same.
+    let direct = serval_tests::runtime::Runtime::start(
+        "xgboost-iris",
+        &repo_root().join("examples/models/iris-xgboost"),
+        &[],
+    )
+    .await;
+    let direct_answer = send(
+        &client,
+        "POST",
+        &format!("{}/v2/models/xgboost-iris/infer", direct.url),
+        V2_BODY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        through_activator["outputs"],
+        direct_answer.json()["outputs"]
+    );
+
+    // V1 by Host, as on Kubernetes.
+    let v1 = http::Request::post(dev.url("/v1/models/xgboost-iris:predict"))
+        .header("host", "xgboost-iris.default.example.com")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"instances": [[6.8, 2.8, 4.8, 1.4]]}"#,
+        )))
+        .unwrap();
+    let response = client.request(v1).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Idle past the shortened windows: zero replicas, and a request is served again.
+    wait_until(Duration::from_secs(40), "scaled to zero", || {
+        dev.saw("ready 0/0 (desired 0)")
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "replica processes gone", || {
+        dev.children().is_empty()
+    })
+    .await;
+    let cold = send(&client, "POST", &infer, V2_BODY).await.unwrap();
+    assert_eq!(cold.status, 200, "{}", cold.body);
+    assert_eq!(cold.json()["outputs"], through_activator["outputs"]);
+
+    let unknown = get(&client, &dev.url("/serving/default/nope/v1/models/nope"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+
+    let (code, children) = dev.interrupt_and_wait();
+    assert_eq!(code, Some(0), "Ctrl-C exits cleanly");
+    assert!(!children.is_empty(), "a replica was running at Ctrl-C");
+    for pid in children {
+        assert!(!alive(pid), "replica process {pid} left behind");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_requests_at_zero_are_all_served() {
+    let config = format!("{SHORT_WINDOWS}allow-zero-initial-scale: true\ninitial-scale: 0\n");
+    let dev = Dev::start(&config, &["examples/xgboost-iris.yaml"]);
+    wait_until(
+        Duration::from_secs(60),
+        "the service listed at zero",
+        || dev.saw("ready 0/0"),
+    )
+    .await;
+    let client = http2();
+    let infer = dev.url("/serving/default/xgboost-iris/v2/models/xgboost-iris/infer");
+    let calls: Vec<_> = (0..2000)
+        .map(|_| {
+            let (client, infer) = (client.clone(), infer.clone());
+            tokio::spawn(async move { send(&client, "POST", &infer, V2_BODY).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for call in calls {
+        let answer = call.await.unwrap().expect("an answer for every request");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        ok += 1;
+    }
+    assert_eq!(ok, 2000);
+    assert!(
+        dev.last_line().contains("xgboost-iris"),
+        "{}",
+        dev.last_line()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_manifest_is_refused_by_field_and_the_rest_served() {
+    let dir = std::env::temp_dir().join(format!("serval-dev-invalid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: bad}\nspec:\n  predictor:\n    minReplicas: -3\n    xgboost: {storageUri: ./m}\n",
+    )
+    .unwrap();
+    let dev = Dev::start(
+        SHORT_WINDOWS,
+        &["examples/xgboost-iris.yaml", bad.to_str().unwrap()],
+    );
+    let client = http1();
+    let infer = dev.url("/serving/default/xgboost-iris/v2/models/xgboost-iris/infer");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if send(&client, "POST", &infer, V2_BODY)
+            .await
+            .is_ok_and(|a| a.status == 200)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "valid service not served: {}",
+            dev.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        dev.stderr().contains("spec.predictor.minReplicas"),
+        "{}",
+        dev.stderr()
+    );
+    let bad_service = get(&client, &dev.url("/serving/default/bad/v1/models/bad"))
+        .await
+        .unwrap();
+    assert_eq!(bad_service.status, 404);
+    std::fs::remove_dir_all(dir).unwrap();
+}
