@@ -62,11 +62,13 @@ impl Dev {
     }
 
     fn saw(&self, needle: &str) -> bool {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(needle))
+        self.saw_all(&[needle])
+    }
+
+    /// Whether one live-view line held every needle.
+    fn saw_all(&self, needles: &[&str]) -> bool {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().any(|l| needles.iter().all(|n| l.contains(n)))
     }
 
     fn last_line(&self) -> String {
@@ -303,5 +305,68 @@ async fn an_invalid_manifest_is_refused_by_field_and_the_rest_served() {
         .await
         .unwrap();
     assert_eq!(bad_service.status, 404);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_a_manifest_rolls_out_a_new_revision_without_failed_requests() {
+    let dir = std::env::temp_dir().join(format!("serval-dev-rollout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = repo_root().join("examples/models/iris-xgboost");
+    let manifest = dir.join("iris.yaml");
+    let write = |concurrency: u32| {
+        let text = format!(
+            "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {{name: iris}}\nspec:\n  predictor:\n    containerConcurrency: {concurrency}\n    model:\n      modelFormat: {{name: xgboost}}\n      protocolVersion: v2\n      storageUri: {}\n",
+            model.display()
+        );
+        std::fs::write(&manifest, text).unwrap();
+    };
+    write(0);
+    let dev = Dev::start(SHORT_WINDOWS, &[manifest.to_str().unwrap()]);
+    let client = http1();
+    let infer = dev.url("/serving/default/iris/v2/models/iris/infer");
+    wait_until(Duration::from_secs(60), "first revision ready", || {
+        dev.saw_all(&["iris-predictor-1", "ready 1/1"])
+    })
+    .await;
+
+    // Requests keep flowing while the file changes and the new revision takes over.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, infer, stop) = (client.clone(), infer.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match send(&client, "POST", &infer, V2_BODY).await {
+                    Ok(a) if a.status == 200 => ok += 1,
+                    Ok(a) => failed.push(format!("{} {}", a.status, a.body)),
+                    Err(e) => failed.push(e),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write(4);
+    wait_until(Duration::from_secs(60), "second revision serving", || {
+        dev.saw_all(&["iris-predictor-2", "ready 1/1"])
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed during the rollout: {failed:?}",
+        failed.len()
+    );
+    assert!(ok > 20, "requests kept flowing: {ok}");
+    assert!(
+        dev.stderr()
+            .contains("rolling out default/iris-predictor-2"),
+        "{}",
+        dev.stderr()
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
