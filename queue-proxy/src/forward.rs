@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{HeaderName, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, Request, Response, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serval_api::headers::strip_hop_by_hop;
 use tower::Service;
 
 use crate::body::{ProxyBody, RequestBody};
@@ -42,34 +42,6 @@ impl Forward {
             http1,
             http2,
         }
-    }
-}
-
-/// Hop-by-hop headers belong to one connection and are not forwarded (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .filter_map(|name| HeaderName::try_from(name).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    // gRPC needs `te: trailers`; any other TE value is hop-by-hop.
-    if headers.get(TE).is_some_and(|v| v != "trailers") {
-        headers.remove(TE);
     }
 }
 
