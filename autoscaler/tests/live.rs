@@ -127,6 +127,10 @@ async fn scraped_load_scales_up_and_a_failing_pod_is_skipped() {
     let view = autoscaler.views().into_iter().next().unwrap();
     assert!(view.in_panic, "{view:?}");
     assert_eq!(view.winner.as_deref(), Some("concurrency"));
+    assert_eq!(
+        view.observed.concurrency, 42.0,
+        "shown load is extrapolated to the ready pods"
+    );
     let metrics = autoscaler.metrics_text();
     assert!(
         metrics.contains("serval_autoscaler_desired_pods{revision=\"default/busy\"} 6"),

@@ -43,6 +43,7 @@ pub async fn run_until(
 ) -> Result<(), RuntimeError> {
     config.validate()?;
     let loading = config.clone();
+    let load_started = std::time::Instant::now();
     // Loading parses files and may build ONNX Runtime sessions: keep it off the reactor.
     let model = tokio::task::spawn_blocking(move || crate::model::load(&loading))
         .await
@@ -67,6 +68,7 @@ pub async fn run_until(
         http = %http_listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         grpc = %grpc_listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         batching = config.batching(),
+        load_ms = load_started.elapsed().as_secs_f64() * 1e3,
         "model server ready"
     );
 

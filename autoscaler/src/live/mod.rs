@@ -35,6 +35,8 @@ struct Revision {
     windows: MetricWindows,
     pods: Vec<PodTarget>,
     activators: HashMap<String, (Stat, Instant, u32)>,
+    /// What the last scrape measured, extrapolated to the ready pods, for display.
+    observed: Observed,
     last: Option<Decision>,
     actuated: Option<u32>,
 }
@@ -59,6 +61,29 @@ impl<S> std::fmt::Debug for Autoscaler<S> {
     }
 }
 
+/// Load a revision's pods reported in the last scrape, summed over its ready pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Observed {
+    pub concurrency: f64,
+    pub requests_per_second: f64,
+    pub tokens_per_second: f64,
+}
+
+impl Observed {
+    fn from_sample(stats: &[Stat], ready: u32) -> Self {
+        if stats.is_empty() {
+            return Self::default();
+        }
+        let scale = f64::from(ready) / stats.len() as f64;
+        let sum = |f: fn(&Stat) -> f64| stats.iter().map(f).sum::<f64>() * scale;
+        Self {
+            concurrency: sum(|s| s.average_concurrency),
+            requests_per_second: sum(Stat::requests_per_second),
+            tokens_per_second: sum(Stat::tokens_per_second),
+        }
+    }
+}
+
 /// What `GET /revisions` shows for one revision.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RevisionView {
@@ -69,6 +94,7 @@ pub struct RevisionView {
     pub excess_burst_capacity: i64,
     pub winner: Option<String>,
     pub reason: String,
+    pub observed: Observed,
 }
 
 impl<S: Scaler> Autoscaler<S> {
@@ -112,6 +138,7 @@ impl<S: Scaler> Autoscaler<S> {
                         windows,
                         pods: Vec::new(),
                         activators: HashMap::new(),
+                        observed: Observed::default(),
                         last: None,
                         actuated: None,
                     },
@@ -175,6 +202,7 @@ impl<S: Scaler> Autoscaler<S> {
                     .as_ref()
                     .map(|d| d.reason.clone())
                     .unwrap_or_default(),
+                observed: r.observed,
             })
             .collect();
         views.sort_by(|a, b| a.revision.cmp(&b.revision));
@@ -218,6 +246,7 @@ impl<S: Scaler> Autoscaler<S> {
                 if !stats.is_empty() {
                     r.windows.record(now, &pod_sample(&stats, ready));
                 }
+                r.observed = Observed::from_sample(&stats, ready);
                 let reports: Vec<Stat> = r.activators.values().map(|(s, _, _)| s.clone()).collect();
                 let from_activators = activator_sample(&reports);
                 if !from_activators.is_empty() {

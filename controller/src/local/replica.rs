@@ -182,6 +182,7 @@ impl ReplicaTask {
                     continue;
                 }
             };
+            tracing::info!(replica = %self.name, proxy = %info.proxy, "replica started");
             self.publish(Some(info.clone()));
             let exit = tokio::select! {
                 _ = &mut stop => {

@@ -100,6 +100,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let endpoints = Arc::new(LocalEndpoints::new());
     let mut activator_config = serval_activator::Config::new(args.listen);
     activator_config.domain = args.domain.clone();
+    // Replicas are on loopback: probing a starting one often costs nothing and takes a
+    // cold start's last wait from up to 200 ms down to 25 ms.
+    activator_config.probe_period = Duration::from_millis(25);
     let activator = Arc::new(
         Activator::start(
             activator_config,

@@ -33,16 +33,22 @@ impl LiveView {
     }
 
     fn line(row: &ServiceRow) -> String {
-        let (desired, panic, reason) = match &row.decision {
+        let (desired, panic, reason, load) = match &row.decision {
             Some(d) => (
                 d.desired.map_or("-".to_string(), |n| n.to_string()),
                 if d.in_panic { " PANIC" } else { "" },
                 d.reason.as_str(),
+                format!(
+                    "conc {:.1} rps {:.1} tok/s {:.0}",
+                    d.observed.concurrency,
+                    d.observed.requests_per_second,
+                    d.observed.tokens_per_second
+                ),
             ),
-            None => ("-".to_string(), "", ""),
+            None => ("-".to_string(), "", "", String::new()),
         };
         format!(
-            "{:<28} {:<34} ready {}/{} (desired {desired}{panic}) held {:<5} {} | {reason}",
+            "{:<28} {:<34} ready {}/{} (desired {desired}{panic}) held {:<5} {load} {} | {reason}",
             row.service, row.revision, row.ready, row.replicas, row.queued, row.url
         )
     }
