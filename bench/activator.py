@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Side by side: the same nginx backend reached directly, through a queue-proxy, and through
+the activator + queue-proxy (both run by `serval dev`), with wrk at several concurrencies;
+then the `serval dev` process's memory while the activator holds 10,000 requests for a
+revision whose pods never become ready. Prints markdown tables.
+
+usage: bench/activator.py [--serval target/release/serval] [--duration 8]
+"""
+import argparse, json, os, re, socket, subprocess, sys, tempfile, time, urllib.request
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+NGINX = """worker_processes 1; pid {work}/nginx-PORT.pid; error_log {work}/nginx-PORT.err; daemon off;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000;
+  client_body_temp_path {work}; proxy_temp_path {work}; fastcgi_temp_path {work};
+  uwsgi_temp_path {work}; scgi_temp_path {work};
+  server {{ listen 127.0.0.1:PORT; location / {{ default_type application/json; return 200 '{{"predictions":[1]}}'; }} }} }}
+"""
+
+MANIFEST = """apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {{name: {name}}}
+spec:
+  predictor:
+    minReplicas: {min}
+    containers:
+      - name: kserve-container
+        image: local
+        command: ["sh", "-c", "{command}"]
+"""
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+def latency(text, pct):
+    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", text, re.M)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+def wrk(url, conns, duration, host=None):
+    cmd = ["wrk", f"-t{1 if conns == 1 else 2}", f"-c{conns}", f"-d{duration}s", "--latency"]
+    if host:
+        cmd += ["-H", f"Host: {host}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": latency(out, 50), "p99": latency(out, 99), "non2xx": int(non2xx.group(1)) if non2xx else 0}
+
+def rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    sys.exit(f"timed out waiting for {what}")
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--serval", default="target/release/serval")
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--concurrency", default="1,32,256")
+    ap.add_argument("--held", type=int, default=10000)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="serval-bench-act-")
+    template = os.path.join(work, "nginx.tmpl")
+    open(template, "w").write(NGINX.format(work=work))
+    serve = f"sed s/PORT/$PORT/g {template} > {work}/nginx-$PORT.conf && exec nginx -c {work}/nginx-$PORT.conf -p {work}"
+    manifests = os.path.join(work, "manifests")
+    os.makedirs(manifests)
+    open(os.path.join(manifests, "bench.yaml"), "w").write(MANIFEST.format(name="bench", min=1, command=serve))
+    # A revision whose pods never answer: everything sent to it is held by the activator.
+    open(os.path.join(manifests, "stuck.yaml"), "w").write(MANIFEST.format(name="stuck", min=0, command="exec sleep 3600"))
+    direct_port = free_port()
+    direct_conf = os.path.join(work, f"nginx-{direct_port}.conf")
+    open(direct_conf, "w").write(open(template).read().replace("PORT", str(direct_port)))
+    procs = [subprocess.Popen(["nginx", "-c", direct_conf, "-p", work], stderr=subprocess.DEVNULL)]
+    port = free_port()
+    dev_log = os.path.join(work, "dev.log")
+    view_log = os.path.join(work, "view.log")
+    dev = subprocess.Popen([args.serval, "dev", f"--listen=127.0.0.1:{port}", f"--log-dir={work}/logs", manifests],
+                           stdout=open(view_log, "w"), stderr=open(dev_log, "w"), env={**os.environ, "RUST_LOG": "info"})
+    procs.append(dev)
+    try:
+        def proxy_port():
+            for line in open(dev_log):
+                if '"replica started"' in line and "bench-predictor" in line:
+                    return int(json.loads(line)["proxy"].rsplit(":", 1)[1])
+            return None
+        wait_for(lambda: proxy_port() is not None, 60, "the bench replica")
+        qp = proxy_port()
+        activator = f"http://127.0.0.1:{port}/"
+        host = "bench.default.example.com"
+        def answers():
+            try:
+                req = urllib.request.Request(activator, headers={"Host": host})
+                return urllib.request.urlopen(req, timeout=2).status == 200
+            except Exception:
+                return False
+        wait_for(answers, 60, "the activator path")
+        paths = [("direct", f"http://127.0.0.1:{direct_port}/", None),
+                 ("queue-proxy", f"http://127.0.0.1:{qp}/", None),
+                 ("activator + queue-proxy", activator, host)]
+        rows = []
+        for conns in [int(c) for c in args.concurrency.split(",")]:
+            base = None
+            for name, url, h in paths:
+                print(f"c={conns}: {name}", file=sys.stderr, flush=True)
+                wrk(url, conns, 2, h)
+                r = wrk(url, conns, args.duration, h)
+                base = base or r
+                rows.append((name, conns, r, base))
+        print("| path | conns | req/s | p50 ms | p99 ms | vs direct req/s | p50 added µs | non-2xx |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, conns, r, d in rows:
+            print(f"| {name} | {conns} | {r['rps']:.0f} | {r['p50']:.3f} | {r['p99']:.3f} | "
+                  f"{r['rps'] / d['rps']:.2f}x | {(r['p50'] - d['p50']) * 1000:.0f} | {r['non2xx']} |")
+        idle = rss_mb(dev.pid)
+        print(f"holding {args.held} requests", file=sys.stderr, flush=True)
+        held = subprocess.Popen(["wrk", "-t2", f"-c{args.held}", "-d20s", "--timeout", "60s",
+                                 "-H", "Host: stuck.default.example.com", activator],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peak, most_held = idle, 0
+        deadline = time.time() + 18
+        while time.time() < deadline:
+            peak = max(peak, rss_mb(dev.pid))
+            for line in open(view_log).read().splitlines()[-4:]:
+                m = re.search(r"default/stuck .* held (\d+)", line)
+                if m:
+                    most_held = max(most_held, int(m.group(1)))
+            time.sleep(0.2)
+        held.terminate()
+        held.wait()
+        print()
+        print("| `serval dev` process (activator, autoscaler, supervisor) | RSS |")
+        print("|---|---:|")
+        print(f"| serving, idle | {idle:.1f} MiB |")
+        print(f"| holding {most_held} requests (wrk opened {args.held}) for a revision with no ready pod | {peak:.1f} MiB |")
+    finally:
+        for p in procs:
+            p.send_signal(2)
+        for p in procs:
+            try:
+                p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+if __name__ == "__main__":
+    main()
