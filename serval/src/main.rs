@@ -48,7 +48,7 @@ enum Command {
     /// Reconcile InferenceServices into revisions, pods and routes on Kubernetes.
     Controller(Pending),
     /// Replay a request trace through the autoscaler and compare scaling policies.
-    Simulate(Pending),
+    Simulate(Box<serval_simulations::SimulateArgs>),
 }
 
 /// Arguments of a role that is not built yet, accepted so scripts get a clear message.
@@ -84,10 +84,13 @@ fn main() -> ExitCode {
             "controller",
             "reconcile InferenceServices into revisions and pods on Kubernetes",
         ),
-        Command::Simulate(_) => pending(
-            "simulate",
-            "replay request traces through the autoscaler and compare policies",
-        ),
+        Command::Simulate(args) => match serval_simulations::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("serval simulate: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -139,7 +139,7 @@ fn validate_reports_unreadable_input_without_panicking() {
 
 #[test]
 fn roles_not_built_yet_say_so_and_fail() {
-    for role in ["activator", "autoscaler", "controller", "simulate"] {
+    for role in ["activator", "autoscaler", "controller"] {
         let (code, _, stderr) = run_serval([role, "--some-flag"]);
         assert_eq!(code, 2, "{role}: {stderr}");
         assert!(

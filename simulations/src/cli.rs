@@ -1,0 +1,178 @@
+//! `serval simulate`: its flags, and the run from reading the trace to printing the table,
+//! the JSON and the plots.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use serval_api::duration::parse_go_duration;
+
+use crate::engine::SimConfig;
+use crate::error::SimError;
+use crate::policy::PolicyKind;
+use crate::report::table;
+use crate::run::{compare, RunOptions};
+use crate::trace::{load, Format, FunctionsSelection, LoadOptions, ServiceModel};
+
+/// Replay a request trace through the autoscaler and compare scaling policies.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// The trace file.
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// The trace format; guessed from the file name when left out.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Policies to compare, comma-separated: kpa, serval, predictive, keepalive, hybrid,
+    /// peak. All when left out.
+    #[arg(long, value_delimiter = ',')]
+    pub policy: Vec<String>,
+    /// Print a JSON array, one object per policy, instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of the random draws (arrivals within a minute, function run times).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Time from a replica being asked for to it serving (Go duration).
+    #[arg(long, default_value = "10s")]
+    pub cold_start: String,
+    /// Requests one replica serves at once (containerConcurrency). Default: 8 for LLM
+    /// traces, 1 otherwise.
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Requests the activator holds at most; more are dropped.
+    #[arg(long, default_value_t = 10_000)]
+    pub queue_limit: usize,
+    /// LLM traces: prompt tokens per second of prefill.
+    #[arg(long, default_value_t = 4000.0)]
+    pub prefill_tps: f64,
+    /// LLM traces: output tokens per second each sequence decodes.
+    #[arg(long, default_value_t = 40.0)]
+    pub decode_tps: f64,
+    /// Service time of a request in traces without one (csv; functions without run times).
+    #[arg(long, default_value = "500ms")]
+    pub service_time: String,
+    /// Only the first part of the trace (Go duration, e.g. 2h).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Azure Functions: how many functions, spread over the ranking by invocations.
+    #[arg(long, default_value_t = 20)]
+    pub functions: usize,
+    /// Azure Functions: the busiest functions instead of a spread.
+    #[arg(long)]
+    pub busiest: bool,
+    /// Write PNG plots here.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+}
+
+fn seconds(flag: &str, value: &str) -> Result<f64, SimError> {
+    parse_go_duration(value)
+        .map(|d| d.as_secs_f64())
+        .map_err(|e| SimError::Usage(format!("--{flag}: {e}")))
+}
+
+fn policies(names: &[String]) -> Result<Vec<PolicyKind>, SimError> {
+    if names.is_empty() {
+        return Ok(PolicyKind::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let kind: PolicyKind = name.parse().map_err(SimError::Usage)?;
+        if !out.contains(&kind) {
+            out.push(kind);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `serval simulate` and prints the results on stdout.
+pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
+    let format = args.format.unwrap_or_else(|| Format::detect(&args.trace));
+    let model = ServiceModel {
+        prefill_tps: positive("prefill-tps", args.prefill_tps)?,
+        decode_tps: positive("decode-tps", args.decode_tps)?,
+        fixed_s: seconds("service-time", &args.service_time)?,
+    };
+    let duration_s = args
+        .duration
+        .as_deref()
+        .map(|d| seconds("duration", d))
+        .transpose()?;
+    let policies = policies(&args.policy)?;
+    let concurrency = args
+        .concurrency
+        .unwrap_or(if format.is_llm() { 8 } else { 1 });
+    if concurrency == 0 {
+        return Err(SimError::Usage("--concurrency must be at least 1".into()));
+    }
+    let trace = load(
+        &args.trace,
+        &LoadOptions {
+            format,
+            model,
+            seed: args.seed,
+            duration_s,
+            functions: FunctionsSelection {
+                count: args.functions,
+                busiest: args.busiest,
+            },
+        },
+    )?;
+    let options = RunOptions {
+        config: SimConfig {
+            cold_start_s: seconds("cold-start", &args.cold_start)?,
+            concurrency,
+            queue_limit: args.queue_limit,
+        },
+        policies,
+        llm: format.is_llm(),
+        decode_tps: model.decode_tps,
+    };
+    let total = trace.requests() as u64 * options.policies.len() as u64;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} requests {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let runs = compare(&trace, &options, &mut |done| {
+        if let Some(bar) = &bar {
+            bar.set_position(done);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(dir) = &args.plots {
+        crate::plot::write_all(dir, &runs)?;
+    }
+    let summaries: Vec<_> = runs.into_iter().map(|r| r.summary).collect();
+    if args.json {
+        let json = serde_json::to_string_pretty(&summaries)
+            .map_err(|e| SimError::Usage(format!("cannot encode JSON: {e}")))?;
+        println!("{json}");
+    } else {
+        println!(
+            "{} requests over {:.0} s in {} service(s); cold start {}, concurrency {}",
+            trace.requests(),
+            trace.span_s,
+            trace.services.len(),
+            args.cold_start,
+            concurrency
+        );
+        print!("{}", table(&summaries));
+    }
+    Ok(())
+}
+
+fn positive(flag: &str, value: f64) -> Result<f64, SimError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(SimError::Usage(format!(
+            "--{flag} must be a positive number"
+        )))
+    }
+}
