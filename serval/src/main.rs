@@ -110,6 +110,7 @@ fn serve_on<E: std::fmt::Display>(
     server: impl std::future::Future<Output = Result<(), E>>,
 ) -> ExitCode {
     logging::init();
+    exit_with_parent();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -128,6 +129,24 @@ fn serve_on<E: std::fmt::Display>(
             ExitCode::FAILURE
         }
     }
+}
+
+/// When started by `serval dev`'s supervisor, exit once it is gone: a supervisor killed
+/// with SIGKILL cannot stop its replicas, and orphans would hold ports and GPUs.
+fn exit_with_parent() {
+    let Some(parent) = std::env::var(serval_controller::local::EXIT_WITH_PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return;
+    };
+    std::thread::spawn(move || loop {
+        if std::os::unix::process::parent_id() != parent {
+            tracing::warn!(parent, "supervising process is gone; exiting");
+            std::process::exit(1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    });
 }
 
 fn pending(role: &str, will: &str) -> ExitCode {

@@ -370,3 +370,23 @@ async fn editing_a_manifest_rolls_out_a_new_revision_without_failed_requests() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_exit_when_serval_dev_is_killed_outright() {
+    let dev = Dev::start(SHORT_WINDOWS, &["examples/xgboost-iris.yaml"]);
+    wait_until(Duration::from_secs(60), "a ready replica", || {
+        dev.saw_all(&["xgboost-iris", "ready 1/1"])
+    })
+    .await;
+    let children = dev.children();
+    assert_eq!(children.len(), 2, "queue-proxy and runtime: {children:?}");
+    // SIGKILL: no chance to drain; the replicas notice their supervisor is gone.
+    Command::new("kill")
+        .args(["-KILL", &dev.child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "orphaned replicas to exit", || {
+        children.iter().all(|pid| !alive(*pid))
+    })
+    .await;
+}

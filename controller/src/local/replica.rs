@@ -45,6 +45,9 @@ pub struct ReplicaInfo {
     pub proxy_pid: Option<u32>,
 }
 
+/// Names the supervising process to a child `serval` role; see `serval`'s main.
+pub const EXIT_WITH_PARENT_ENV: &str = "SERVAL_EXIT_WITH_PARENT";
+
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A replica that ran this long before dying is restarted without accumulated backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
@@ -89,6 +92,9 @@ fn spawn(
     Command::new(program)
         .args(args)
         .envs(env.iter().cloned())
+        // Serval's own roles exit when this process is gone, even if it was SIGKILLed and
+        // never got to stop them.
+        .env(EXIT_WITH_PARENT_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(logs.0)
         .stderr(logs.1)
