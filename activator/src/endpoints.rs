@@ -80,10 +80,6 @@ impl LocalEndpoints {
             Arc::make_mut(all).remove(revision);
         });
     }
-
-    pub fn snapshot(&self) -> EndpointsSnapshot {
-        self.tx.borrow().clone()
-    }
 }
 
 impl Endpoints for LocalEndpoints {

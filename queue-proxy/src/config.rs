@@ -73,29 +73,6 @@ impl Config {
                 .saturating_mul(self.queue_depth_factor)
         })
     }
-
-    /// Defaults with the given addresses; for embedding and tests.
-    pub fn new(listen: SocketAddr, upstream: SocketAddr, admin_listen: SocketAddr) -> Self {
-        Self {
-            listen,
-            upstream,
-            admin_listen,
-            container_concurrency: 0,
-            queue_depth_factor: 10,
-            request_timeout: Duration::from_secs(300),
-            first_byte_timeout: Duration::ZERO,
-            idle_timeout: Duration::ZERO,
-            drain_period: Duration::from_secs(30),
-            probe_path: None,
-            probe_period: Duration::from_secs(1),
-            stats_window: Duration::from_secs(1),
-            runtime_metrics_path: "/metrics".into(),
-            queue_depth_metric: None,
-            pod_name: "local".into(),
-            worker_threads: 1,
-            gpu: true,
-        }
-    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use serval_api::manifest::parse_documents;
 
-/// Expands directories into their YAML files, sorted, keeping files as given.
-fn manifest_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+/// Expands directories into their YAML files, sorted, keeping files as given. Shared with
+/// `serval dev`, which reads the same arguments.
+pub(crate) fn manifest_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {

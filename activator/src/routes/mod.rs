@@ -196,10 +196,6 @@ impl RouteTable {
         }
     }
 
-    pub fn domain(&self) -> &str {
-        &self.domain
-    }
-
     /// Adds or replaces a service. A rate limiter survives an update that keeps its limit.
     pub fn upsert(&self, route: ServiceRoute) -> Result<(), RouteError> {
         let id = format!("{}/{}", route.namespace, route.name);

@@ -112,10 +112,6 @@ impl<S: Scaler> Autoscaler<S> {
         })
     }
 
-    pub fn config(&self) -> &AutoscalerConfig {
-        &self.config
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Revision>> {
         self.revisions.lock().unwrap_or_else(|e| e.into_inner())
     }

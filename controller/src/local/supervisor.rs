@@ -94,11 +94,6 @@ impl Supervisor {
             .collect()
     }
 
-    /// How many replicas `revision` is kept at.
-    pub fn desired(&self, revision: &str) -> usize {
-        self.lock().get(revision).map_or(0, |r| r.replicas.len())
-    }
-
     /// Starts or drains replicas until `revision` has `desired`. Scaling down returns once
     /// the removed replicas have drained and exited.
     pub async fn scale(&self, revision: &str, desired: usize) -> Result<(), SupervisorError> {

@@ -33,24 +33,11 @@ pub(crate) struct Loaded {
     pub(crate) problems: Vec<String>,
 }
 
-/// The YAML files named, directories expanded (sorted), with their modification times.
+/// The YAML files named, directories expanded, with their modification times (to notice
+/// edits). An unreadable directory counts as empty here; [`load`] reports it.
 pub(crate) fn manifest_files(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>)> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    files
+    crate::validate::manifest_files(paths)
+        .unwrap_or_default()
         .into_iter()
         .map(|f| {
             let modified = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
@@ -61,8 +48,9 @@ pub(crate) fn manifest_files(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTi
 
 pub(crate) fn load(paths: &[PathBuf]) -> Loaded {
     let mut loaded = Loaded::default();
-    for (file, _) in manifest_files(paths) {
-        load_file(&file, &mut loaded);
+    match crate::validate::manifest_files(paths) {
+        Ok(files) => files.iter().for_each(|file| load_file(file, &mut loaded)),
+        Err(e) => loaded.problems.push(format!("reading manifests: {e}")),
     }
     loaded
 }

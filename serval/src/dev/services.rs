@@ -93,13 +93,21 @@ impl<S: Scaler> Services<S> {
         self.revisions.subscribe()
     }
 
+    /// Wakes the endpoint sync only when the set of revisions changed (this runs every
+    /// second from the rollout check).
     fn publish_revisions(&self) {
-        let names = self
+        let names: Vec<String> = self
             .state
             .values()
             .flat_map(|s| std::iter::once(s.serving.clone()).chain(s.pending.clone()))
             .collect();
-        self.revisions.send_replace(names);
+        self.revisions.send_if_modified(|current| {
+            let changed = *current != names;
+            if changed {
+                *current = names;
+            }
+            changed
+        });
     }
 
     /// Brings the served set in line with freshly loaded manifests.
