@@ -26,6 +26,7 @@ use crate::layers::headers::{ClientAddr, HeadersLayer};
 use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::routing::RoutingLayer;
 use crate::layers::throttle::ThrottleLayer;
+use crate::layers::trace::TraceLayer;
 use crate::probe::{self, Periods};
 use crate::proxy::Forward;
 use crate::report;
@@ -54,6 +55,8 @@ fn stack(routes: Arc<RouteTable>, throttler: Arc<Throttler>, max_retries: u32) -
     let stack = ServiceBuilder::new()
         // Request id and forwarding headers first, so every answer carries the id.
         .layer(HeadersLayer)
+        // A span per request, continuing the caller's trace, when an exporter is installed.
+        .layer(TraceLayer)
         // Host or path -> service -> revision; unknown services get 404 before anything waits.
         .layer(RoutingLayer::new(routes))
         // The service's rate limit: a refused request never takes a place in line.

@@ -13,6 +13,8 @@ pub mod field_error;
 pub mod headers;
 pub mod metric;
 pub mod stat;
+#[cfg(feature = "trace-context")]
+pub mod trace_context;
 
 #[cfg(feature = "kubernetes")]
 pub mod component;

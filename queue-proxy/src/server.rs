@@ -25,6 +25,7 @@ use crate::layers::concurrency::ConcurrencyLimitLayer;
 use crate::layers::stats::{StatsLayer, StatsRecorder};
 use crate::layers::timeout::{TimeoutLayer, Timeouts};
 use crate::layers::tokens::TokenCountLayer;
+use crate::layers::trace::TraceLayer;
 use crate::probe::{self, Probe};
 use crate::reporter;
 
@@ -50,6 +51,8 @@ fn stack(config: &Config, recorder: Arc<StatsRecorder>) -> Stack {
         idle: config.idle_timeout,
     };
     ServiceBuilder::new()
+        // A span per request, continuing the caller's trace, when an exporter is installed.
+        .layer(TraceLayer)
         // Measure everything that arrives, queued requests included, as Knative does.
         .layer(StatsLayer::new(recorder.clone()))
         // Time spent queueing counts against the request's timeout.

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use serval_api::trace_context;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::batcher::Batcher;
 use crate::config::Config;
@@ -88,11 +90,16 @@ impl Served {
         self.metrics
             .preprocess
             .observe((started - received).as_secs_f64());
+        let span = if trace_context::enabled() {
+            tracing::info_span!("runtime.inference", serval.batched = self.batcher.is_some())
+        } else {
+            tracing::Span::none()
+        };
         let outputs = match &self.batcher {
-            Some(batcher) => batcher.predict(inputs).await,
+            Some(batcher) => batcher.predict(inputs).instrument(span).await,
             // Tabular models answer in microseconds: running them here costs less than
             // handing them to another thread.
-            None => self.model.predict(inputs),
+            None => span.in_scope(|| self.model.predict(inputs)),
         }?;
         self.metrics
             .predict

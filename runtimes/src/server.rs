@@ -81,9 +81,10 @@ pub async fn run_until(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let router = crate::http::router(served.clone());
+    let router = crate::http::router(served.clone()).layer(crate::trace::TraceLayer);
     let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc = tonic::transport::Server::builder()
+        .layer(crate::trace::TraceLayer)
         .add_service(crate::grpc::service(served.clone()))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),

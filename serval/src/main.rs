@@ -109,7 +109,7 @@ fn serve_on<E: std::fmt::Display>(
     role: &str,
     server: impl std::future::Future<Output = Result<(), E>>,
 ) -> ExitCode {
-    logging::init();
+    let _telemetry = logging::init(role);
     exit_with_parent();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

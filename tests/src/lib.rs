@@ -83,6 +83,7 @@ pub fn helm_bin() -> PathBuf {
 
 pub mod backend;
 pub mod http_client;
+pub mod otlp;
 
 /// A free TCP port on loopback (bound and released; good enough for tests on one machine).
 pub fn free_port() -> u16 {

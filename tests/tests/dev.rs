@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serval_tests::http_client::{get, http1, http2, send};
+use serval_tests::otlp::{OtlpReceiver, ReceivedSpan};
 use serval_tests::{free_port, repo_root, serval_bin};
 
 /// `serval dev` with its live-view lines collected.
@@ -19,6 +20,10 @@ struct Dev {
 
 impl Dev {
     fn start(config: &str, manifests: &[&str]) -> Dev {
+        Dev::start_with_env(config, manifests, &[])
+    }
+
+    fn start_with_env(config: &str, manifests: &[&str], env: &[(&str, &str)]) -> Dev {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("serval-dev-test-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -32,6 +37,7 @@ impl Dev {
             .arg(format!("--log-dir={}", dir.join("logs").display()))
             .args(manifests)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -389,4 +395,77 @@ async fn replicas_exit_when_serval_dev_is_killed_outright() {
         children.iter().all(|pid| !alive(*pid))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_across_activator_queue_proxy_and_runtime() {
+    let collector = OtlpReceiver::start().await;
+    let endpoint = collector.endpoint();
+    let config = format!("{SHORT_WINDOWS}allow-zero-initial-scale: true\ninitial-scale: 0\n");
+    let dev = Dev::start_with_env(
+        &config,
+        &["examples/xgboost-iris.yaml"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    wait_until(Duration::from_secs(60), "serval dev up", || {
+        dev.saw("xgboost-iris")
+    })
+    .await;
+
+    // The caller's own trace: every hop must continue it.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let request =
+        http::Request::post(dev.url("/serving/default/xgboost-iris/v2/models/xgboost-iris/infer"))
+            .header("content-type", "application/json")
+            .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                V2_BODY.as_bytes(),
+            )))
+            .unwrap();
+    let response = http1().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let names = [
+        "activator.request",
+        "activator.wait",
+        "queue_proxy.request",
+        "runtime.request",
+        "runtime.inference",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let spans = collector.trace(trace_id);
+        if names.iter().all(|n| spans.iter().any(|s| s.name == *n)) {
+            break spans;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spans of trace {trace_id} at the collector: {spans:#?}\n{}",
+            dev.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let span = |name: &str| -> &ReceivedSpan { spans.iter().find(|s| s.name == name).unwrap() };
+    let activator = span("activator.request");
+    let wait = span("activator.wait");
+    let queue_proxy = span("queue_proxy.request");
+    let runtime = span("runtime.request");
+    let inference = span("runtime.inference");
+
+    // One process each, chained parent to child.
+    assert_eq!(activator.service, "serval-dev");
+    assert_eq!(queue_proxy.service, "serval-queue-proxy");
+    assert_eq!(runtime.service, "serval-runtime");
+    assert_eq!(activator.parent_span_id, caller_span);
+    assert_eq!(wait.parent_span_id, activator.span_id);
+    assert_eq!(queue_proxy.parent_span_id, activator.span_id);
+    assert_eq!(runtime.parent_span_id, queue_proxy.span_id);
+    assert_eq!(inference.parent_span_id, runtime.span_id);
+    // The request arrived at zero: its wait is the cold start.
+    assert_eq!(wait.attributes["serval.at_zero"], "true", "{wait:?}");
+    assert_eq!(activator.attributes["http.response.status_code"], "200");
 }

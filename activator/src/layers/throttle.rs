@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use serval_api::trace_context;
 use tokio::time::Instant;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use super::{ready, ResponseFuture};
 use crate::body::{hold_until_sent, ProxyBody, RequestBody};
@@ -87,7 +89,19 @@ where
             let mut request = request;
             let mut retries = 0;
             loop {
-                let lease = match revision.acquire(&settings, deadline).await {
+                let acquire = revision.acquire(&settings, deadline);
+                let acquired = if trace_context::enabled() {
+                    let span = tracing::info_span!(
+                        "activator.wait",
+                        serval.revision = %settings.name,
+                        serval.at_zero = revision.healthy_pods() == 0,
+                        serval.retry = retries,
+                    );
+                    acquire.instrument(span).await
+                } else {
+                    acquire.await
+                };
+                let lease = match acquired {
                     Ok(lease) => lease,
                     Err(error) => return Ok(error.into_response()),
                 };

@@ -91,6 +91,9 @@ fn spawn(
 ) -> std::io::Result<Child> {
     Command::new(program)
         .args(args)
+        // Each process names itself in traces (serval-queue-proxy, serval-runtime) unless
+        // its own spec sets a name; the supervisor's name would make them all look alike.
+        .env_remove("OTEL_SERVICE_NAME")
         .envs(env.iter().cloned())
         // Serval's own roles exit when this process is gone, even if it was SIGKILLed and
         // never got to stop them.

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use serval_api::trace_context;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::body::{observe_response, Hold, ProxyBody};
 use crate::error::ProxyError;
@@ -105,10 +107,15 @@ where
             let slot = match slot {
                 Ok(slot) => slot,
                 Err((slots, waiting)) => {
-                    let slot = slots
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed");
+                    let acquire = slots.acquire_owned();
+                    let acquired = if trace_context::enabled() {
+                        acquire
+                            .instrument(tracing::info_span!("queue_proxy.queue"))
+                            .await
+                    } else {
+                        acquire.await
+                    };
+                    let slot = acquired.expect("the semaphore is never closed");
                     drop(waiting);
                     slot
                 }
