@@ -186,3 +186,39 @@ fn the_simulator_runs_the_live_autoscalers_decider() {
     );
     assert_eq!(decider_of(&kpa).spec().stable_window.as_secs(), 60);
 }
+
+#[test]
+fn serval_settings_resolve_to_what_the_policy_says() {
+    // A typo in a key would silently fall back to the defaults, so check what was resolved.
+    let context = |llm| PolicyContext {
+        base: Instant::now(),
+        config: config(8),
+        llm,
+        decode_tps: 40.0,
+    };
+    let serval = DeciderPolicy::serval(&context(true));
+    let spec = serval.decider.spec();
+    assert_eq!(spec.stable_window.as_secs(), 90);
+    assert_eq!(spec.panic_window.as_millis(), 4500);
+    assert_eq!(spec.scale_down_delay.as_secs(), 30);
+    assert_eq!(spec.scale_to_zero_grace_period.as_secs(), 10);
+    assert!((spec.panic_threshold - 2.5).abs() < 1e-9);
+    assert!((spec.max_scale_down_rate - 1.5).abs() < 1e-9);
+    // Concurrency 8 at 73%, and tokens at a full replica's decode rate (8 x 40/s) at 73%.
+    let targets: Vec<f64> = spec.metrics.iter().map(|m| m.target).collect();
+    assert_eq!(targets.len(), 2);
+    assert!((targets[0] - 8.0 * 0.73).abs() < 1e-9, "{targets:?}");
+    assert!((targets[1] - 320.0 * 0.73).abs() < 1e-9, "{targets:?}");
+    // Without output tokens, concurrency alone.
+    let serval = DeciderPolicy::serval(&context(false));
+    assert_eq!(serval.decider.spec().metrics.len(), 1);
+}
+
+#[test]
+fn serval_on_steady_load_settles_at_load_over_its_target() {
+    // 10 requests/s of 1 s each: concurrency 10, target 0.73 per replica -> ceil(13.7) = 14
+    // replicas, one fewer than the KPA's 15.
+    let steady = requests((0..12_000).map(|i| f64::from(i) / 10.0), 1.0);
+    let serval = run(PolicyKind::Serval, &steady, 1200.0);
+    assert_eq!(serval.timeline[1190].0, 14);
+}

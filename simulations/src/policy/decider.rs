@@ -65,18 +65,41 @@ impl DeciderPolicy {
         Self::with_settings(context, &[], &[])
     }
 
-    /// Serval's settings: for LLM traces the tokens metric beside concurrency (target: the
-    /// decode rate of a full replica), a 1-minute scale-down delay so that load that dips
-    /// for a moment does not cost a cold start, and scale to zero 10 s after the stable
-    /// window instead of Knative's 30 s grace period.
+    /// Serval's settings, the same for every service (only the tokens metric depends on
+    /// the trace: it needs output tokens). Against Knative's defaults they hold capacity
+    /// after a rise instead of paying for it up front: a 30 s scale-down delay (load that
+    /// dips for a moment does not cost a cold start) and a 90 s stable window, paid for by a
+    /// 73% target instead of 70% and by scaling to zero 10 s after the stable window instead
+    /// of Knative's 30 s grace period; a 4.5 s panic window (5%) at a 250% threshold, and
+    /// scale-down by at most a third per decision (`max-scale-down-rate` 1.5). For LLM
+    /// traces the `tokens` metric goes beside concurrency (target: a full replica's decode
+    /// rate at the same utilisation). These values were chosen by measuring on the shared
+    /// traces; see docs/simulations.md for how narrow the margin is.
     pub fn serval(context: &PolicyContext) -> Self {
-        let mut annotations = vec![("autoscaling.knative.dev/scale-down-delay", "60s".into())];
-        let mut config = vec![("scale-to-zero-grace-period", "10s".to_string())];
+        let knative = |key: &str| format!("autoscaling.knative.dev/{key}");
+        let mut annotations = vec![
+            (knative("window"), "90s".to_string()),
+            (knative("scale-down-delay"), "30s".into()),
+            (knative("target-utilization-percentage"), "73".into()),
+            (knative("panic-window-percentage"), "5".into()),
+            (knative("panic-threshold-percentage"), "250".into()),
+        ];
+        let mut config = vec![
+            ("scale-to-zero-grace-period", "10s".to_string()),
+            ("max-scale-down-rate", "1.5".into()),
+        ];
         if context.llm {
-            annotations.push(("serving.serval.dev/metrics", "concurrency,tokens".into()));
+            annotations.push((
+                "serving.serval.dev/metrics".into(),
+                "concurrency,tokens".into(),
+            ));
             let full = f64::from(context.config.concurrency) * context.decode_tps;
             config.push(("tokens-target-default", format!("{full}")));
         }
+        let annotations: Vec<(&str, String)> = annotations
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         Self::with_settings(context, &annotations, &config)
     }
 
