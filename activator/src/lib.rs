@@ -15,6 +15,8 @@ mod body;
 mod config;
 mod endpoints;
 mod error;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 mod layers;
 mod probe;
 mod proxy;
@@ -33,7 +35,7 @@ pub use config::Config;
 pub use endpoints::{Endpoints, EndpointsSnapshot, LocalEndpoints, PodEndpoint};
 pub use error::ActivatorError;
 pub use routes::{
-    Component, RateLimit, RevisionSettings, RouteError, RouteTable, ServiceRoute, TrafficTarget,
-    REVISION_TAG_HEADER,
+    apply_annotations, revision_settings, Component, RateLimit, RevisionSettings, RouteError,
+    RouteTable, ServiceRoute, TrafficTarget, REVISION_TAG_HEADER,
 };
 pub use server::{run, run_until, Activator, ServeError};

@@ -50,6 +50,11 @@ fn trim(value: &mut serde_json::Value, strip: bool) {
             if strip {
                 map.remove("description");
             }
+            // schemars lists `null` among an optional enum's values; `nullable` already says
+            // it, and kubectl's client-side validation rejects a null enum value.
+            if let Some(serde_json::Value::Array(values)) = map.get_mut("enum") {
+                values.retain(|v| !v.is_null());
+            }
             for (key, child) in map.iter_mut() {
                 match child {
                     // A `properties` map is keyed by field names, not schema keywords.

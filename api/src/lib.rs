@@ -27,6 +27,8 @@ pub mod manifest;
 #[cfg(feature = "kubernetes")]
 pub mod predictor;
 #[cfg(feature = "kubernetes")]
+pub mod revision;
+#[cfg(feature = "kubernetes")]
 pub mod runtime_selection;
 #[cfg(feature = "kubernetes")]
 mod schema;

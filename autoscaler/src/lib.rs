@@ -12,6 +12,8 @@ mod config;
 mod decider;
 mod decision;
 mod delay;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod live;
 mod metrics;
 mod rules;

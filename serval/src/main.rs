@@ -2,6 +2,8 @@
 //! queue-proxy, runtime) is a subcommand, so one image serves them all, and `serval dev`
 //! runs the whole platform on one machine.
 
+mod activator;
+mod autoscaler;
 mod dev;
 mod logging;
 mod validate;
@@ -41,10 +43,12 @@ enum Command {
     Runtime(Box<serval_runtimes::Config>),
     /// The per-pod sidecar: concurrency limit, stats, readiness and drain.
     QueueProxy(Box<serval_queue_proxy::Config>),
-    /// The gateway: routing, buffering at zero, canary split, balancing.
-    Activator(Pending),
-    /// Scale revisions on concurrency, rps, tokens, GPU and queue depth.
-    Autoscaler(Pending),
+    /// The gateway: routing, buffering at zero, canary split, balancing (on Kubernetes:
+    /// InferenceService routes, EndpointSlice pods).
+    Activator(Box<activator::ActivatorArgs>),
+    /// Scale revisions on concurrency, rps, tokens, GPU and queue depth (on Kubernetes:
+    /// revision Deployments through their /scale subresource).
+    Autoscaler(autoscaler::AutoscalerArgs),
     /// Reconcile InferenceServices into revisions, pods and routes on Kubernetes.
     Controller(Pending),
     /// Replay a request trace through the autoscaler and compare scaling policies.
@@ -72,14 +76,8 @@ fn main() -> ExitCode {
             let threads = config.worker_threads.max(1);
             serve_on(threads, "queue-proxy", serval_queue_proxy::run(*config))
         }
-        Command::Activator(_) => pending(
-            "activator",
-            "route, buffer at zero, split canaries and balance pods",
-        ),
-        Command::Autoscaler(_) => pending(
-            "autoscaler",
-            "decide replica counts from concurrency, rps, tokens, GPU and queue depth",
-        ),
+        Command::Activator(args) => serve("activator", activator::run(*args)),
+        Command::Autoscaler(args) => serve("autoscaler", autoscaler::run(args)),
         Command::Controller(_) => pending(
             "controller",
             "reconcile InferenceServices into revisions and pods on Kubernetes",
@@ -113,6 +111,9 @@ fn serve_on<E: std::fmt::Display>(
     exit_with_parent();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        // Deserialising an InferenceService (pod specs nest deeply) overflows tokio's 2 MiB
+        // default in a debug build; untouched stack pages cost no memory.
+        .thread_stack_size(8 * 1024 * 1024)
         .enable_all()
         .build()
     {

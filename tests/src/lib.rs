@@ -81,6 +81,7 @@ pub fn helm_bin() -> PathBuf {
     .clone()
 }
 
+pub mod apiserver;
 pub mod backend;
 pub mod http_client;
 pub mod otlp;

@@ -138,13 +138,36 @@ fn validate_reports_unreadable_input_without_panicking() {
 }
 
 #[test]
-fn roles_not_built_yet_say_so_and_fail() {
-    for role in ["activator", "autoscaler", "controller"] {
-        let (code, _, stderr) = run_serval([role, "--some-flag"]);
-        assert_eq!(code, 2, "{role}: {stderr}");
+fn the_controller_is_not_built_yet_and_says_so() {
+    let (code, _, stderr) = run_serval(["controller", "--some-flag"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("serval controller: not available"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn kubernetes_roles_without_a_cluster_say_so_in_one_line() {
+    for role in ["autoscaler", "activator"] {
+        let dir = std::env::temp_dir().join(format!("serval-no-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = std::process::Command::new(serval_tests::serval_bin())
+            .args([role, "--listen=127.0.0.1:0"])
+            .env("KUBECONFIG", dir.join("missing-kubeconfig"))
+            .env("HOME", &dir)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(
-            stderr.contains(&format!("serval {role}: not available")),
-            "{role}: {stderr}"
+            stderr.contains(&format!(
+                "serval {role}: cannot reach the Kubernetes API server"
+            )),
+            "{stderr}"
         );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

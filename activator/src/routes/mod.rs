@@ -10,7 +10,10 @@ use std::time::Duration;
 use crate::layers::rate_limit::Limiter;
 use crate::split;
 
+mod from_spec;
 mod resolve;
+
+pub use from_spec::{apply_annotations, revision_settings};
 
 pub(crate) use resolve::{RequestTarget, Resolved};
 

@@ -118,6 +118,17 @@ impl<S: Scaler> Autoscaler<S> {
 
     /// Starts tracking a new revision (or updates the spec of a known one).
     pub fn upsert_revision(&self, revision: &str, spec: ScalingSpec) {
+        self.track(revision, spec, None);
+    }
+
+    /// Like [`Autoscaler::upsert_revision`] for a revision that already runs at
+    /// `current_scale` (after this autoscaler restarted): that count is kept until fresh
+    /// stats say otherwise, so missing data never scales it down, to zero least of all.
+    pub fn resume_revision(&self, revision: &str, spec: ScalingSpec, current_scale: u32) {
+        self.track(revision, spec, Some(current_scale));
+    }
+
+    fn track(&self, revision: &str, spec: ScalingSpec, current_scale: Option<u32>) {
         let now = Instant::now();
         let mut revisions = self.lock();
         match revisions.get_mut(revision) {
@@ -127,19 +138,32 @@ impl<S: Scaler> Autoscaler<S> {
             }
             None => {
                 let windows = MetricWindows::new(now, &spec);
+                let decider = match current_scale {
+                    Some(current) => Decider::resume(spec, now, current),
+                    None => Decider::new(spec, now),
+                };
                 revisions.insert(
                     revision.to_string(),
                     Revision {
-                        decider: Decider::new(spec, now),
+                        decider,
                         windows,
                         pods: Vec::new(),
                         activators: HashMap::new(),
                         observed: Observed::default(),
                         last: None,
-                        actuated: None,
+                        actuated: current_scale,
                     },
                 );
             }
+        }
+    }
+
+    /// The replica count the revision is set to now, when something other than this
+    /// autoscaler may have changed it (`kubectl scale`): the next decision that differs is
+    /// applied again, as the HPA does.
+    pub fn observe_scale(&self, revision: &str, replicas: u32) {
+        if let Some(known) = self.lock().get_mut(revision) {
+            known.actuated = Some(replicas);
         }
     }
 

@@ -58,7 +58,7 @@ impl Scaler for ProcessScaler {
     }
 }
 
-fn autoscaler_config(path: Option<&PathBuf>) -> anyhow::Result<AutoscalerConfig> {
+pub(crate) fn autoscaler_config(path: Option<&PathBuf>) -> anyhow::Result<AutoscalerConfig> {
     let Some(path) = path else {
         return Ok(AutoscalerConfig::default());
     };
@@ -189,7 +189,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C or SIGTERM: either stops everything cleanly.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(e) => {

@@ -6,12 +6,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serval_activator::{
-    Activator, Component, RateLimit, RevisionSettings, RouteTable, ServiceRoute,
+    apply_annotations, revision_settings, Activator, Component, RouteTable, ServiceRoute,
 };
-use serval_api::annotations::AutoscalingAnnotations;
 use serval_api::{ClusterServingRuntime, InferenceService};
 use serval_autoscaler::live::{Autoscaler, Scaler};
 use serval_autoscaler::{AutoscalerConfig, ScalingSpec};
@@ -227,23 +225,14 @@ impl<S: Scaler> Services<S> {
     fn route(&self, service: &LoadedService, revision: &str) {
         let isvc = &service.isvc;
         let component = &isvc.spec.predictor.component;
-        let settings = RevisionSettings {
-            name: revision.to_string(),
-            container_concurrency: component.container_concurrency.unwrap_or(0).max(0) as usize,
-            timeout: Duration::from_secs(component.timeout_seconds.unwrap_or(300).max(1) as u64),
-            queue_bound: None,
-        };
-        let (parsed, _) = AutoscalingAnnotations::parse(&annotations(isvc), "metadata.annotations");
+        let settings = revision_settings(revision, component);
         let mut route = ServiceRoute::new(service.namespace(), service.name()).with_canary(
             Component::Predictor,
             settings,
             None,
             None,
         );
-        route.rate_limit = parsed
-            .rate_limit
-            .map(|rate| RateLimit::new(rate, parsed.rate_limit_burst));
-        route.tag_routing = parsed.enable_tag_routing.unwrap_or(false);
+        apply_annotations(&mut route, &annotations(isvc));
         if let Err(e) = self.routes.upsert(route) {
             eprintln!("{revision}: cannot route: {e}");
         }

@@ -1,0 +1,277 @@
+//! `serval activator` and `serval autoscaler` against a real kube-apiserver, with the test
+//! playing the controller, kube-controller-manager and kubelet (none run here): a request
+//! for an InferenceService at zero is held by the activator, which pokes the autoscaler,
+//! which scales the revision Deployment from 0 to 1 through `/scale`; the "kubelet" then
+//! starts a real queue-proxy + backend and publishes it in an EndpointSlice, and the held
+//! request is answered by that pod.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serval_tests::apiserver::ApiServer;
+use serval_tests::http_client::http1;
+use serval_tests::revision_pod::{Ledger, RevisionPod};
+use serval_tests::{free_port, serval_bin};
+
+const NAMESPACE: &str = "ml";
+const REVISION: &str = "iris-predictor-1";
+
+/// A `serval` role on the test's API server, killed on drop.
+struct Role(Child);
+
+impl Role {
+    fn start(api: &ApiServer, args: &[String]) -> Self {
+        let child = Command::new(serval_bin())
+            .args(args)
+            .env("KUBECONFIG", api.kubeconfig())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start serval");
+        Self(child)
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn apply(api: &ApiServer, yaml: &str) {
+    let out = api.kubectl(["apply", "-f", "-"], yaml);
+    assert_eq!(out.code, 0, "{}\n{yaml}", out.stderr);
+}
+
+fn replicas(api: &ApiServer) -> i64 {
+    let (status, body) = api
+        .get(&format!(
+            "/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{REVISION}/scale"
+        ))
+        .expect("GET scale");
+    assert_eq!(status, 200, "{body}");
+    let scale: serde_json::Value = serde_json::from_str(&body).unwrap();
+    scale["spec"]["replicas"].as_i64().unwrap_or(0)
+}
+
+/// The EndpointSlice version this API server serves (v1beta1 on 1.20, v1 from 1.21).
+fn slice_api_version(api: &ApiServer) -> String {
+    let (status, body) = api
+        .get("/apis/discovery.k8s.io")
+        .expect("GET discovery group");
+    assert_eq!(status, 200, "{body}");
+    let group: serde_json::Value = serde_json::from_str(&body).unwrap();
+    group["preferredVersion"]["groupVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_at_zero_is_held_scaled_for_and_served_on_kubernetes() {
+    let api = tokio::task::spawn_blocking(ApiServer::start).await.unwrap();
+    let crds = std::process::Command::new(serval_bin())
+        .arg("crd")
+        .output()
+        .unwrap();
+    apply(&api, &String::from_utf8(crds.stdout).unwrap());
+    let established = api.kubectl(
+        [
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/inferenceservices.serving.kserve.io",
+        ],
+        "",
+    );
+    assert_eq!(established.code, 0, "{}", established.stderr);
+
+    // The controller's part: the service, its revision Deployment at zero, and the
+    // traffic it publishes in the service's status.
+    apply(
+        &api,
+        &format!(
+            r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: {NAMESPACE}
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: iris
+  namespace: {NAMESPACE}
+spec:
+  predictor:
+    minReplicas: 0
+    model:
+      modelFormat:
+        name: onnx
+      storageUri: s3://models/iris
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {REVISION}
+  namespace: {NAMESPACE}
+  labels:
+    serving.serval.dev/revision: {REVISION}
+  annotations:
+    serving.serval.dev/component-spec: '{{"minReplicas":0}}'
+spec:
+  replicas: 0
+  selector:
+    matchLabels:
+      serving.serval.dev/revision: {REVISION}
+  template:
+    metadata:
+      labels:
+        serving.serval.dev/revision: {REVISION}
+    spec:
+      containers:
+      - name: kserve-container
+        image: serval
+"#
+        ),
+    );
+    let status = api.kubectl(
+        [
+            "-n",
+            NAMESPACE,
+            "patch",
+            "inferenceservice",
+            "iris",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(
+                r#"{{"status":{{"components":{{"predictor":{{"latestReadyRevision":"{REVISION}","traffic":[{{"revisionName":"{REVISION}","percent":100,"latestRevision":true,"tag":"latest"}}]}}}}}}}}"#
+            ),
+        ],
+        "",
+    );
+    assert_eq!(status.code, 0, "{}", status.stderr);
+
+    let dir = std::env::temp_dir().join(format!("serval-k8s-activator-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config-autoscaler.yaml");
+    std::fs::write(
+        &config,
+        "stable-window: 6s\nscale-to-zero-grace-period: 1s\n",
+    )
+    .unwrap();
+    let autoscaler_port = free_port();
+    let activator_port = free_port();
+    let _autoscaler = Role::start(
+        &api,
+        &[
+            "autoscaler".into(),
+            format!("--listen=127.0.0.1:{autoscaler_port}"),
+            format!("--config={}", config.display()),
+        ],
+    );
+    let _activator = Role::start(
+        &api,
+        &[
+            "activator".into(),
+            format!("--listen=127.0.0.1:{activator_port}"),
+            format!("--autoscaler-url=http://127.0.0.1:{autoscaler_port}"),
+            "--domain=example.com".into(),
+        ],
+    );
+
+    // The request, at zero. Retry only until the activator listens and knows the route.
+    let client = http1();
+    let send = || {
+        let request = http::Request::post(format!(
+            "http://127.0.0.1:{activator_port}/v1/models/iris:predict"
+        ))
+        .header("host", "iris.ml.example.com")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+        client.request(request)
+    };
+    // Until the activator listens and has the route, a request fails or gets 404 at once;
+    // after that it is held, as no pod exists.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let attempt = tokio::spawn(send());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if !attempt.is_finished() {
+            break attempt;
+        }
+        let answered = attempt.await.unwrap();
+        assert!(
+            answered.as_ref().map_or(true, |r| r.status() == 404),
+            "before the route is known: {answered:?}"
+        );
+        assert!(Instant::now() < deadline, "activator routes iris.ml");
+    };
+
+    // The autoscaler, poked by the activator, scales the Deployment from zero.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while replicas(&api) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "scaled from zero on the held request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!held.is_finished(), "the request waits for a pod");
+
+    // The kubelet's and endpoint controller's part: a pod, listed in an EndpointSlice.
+    let pod = RevisionPod::start(REVISION, Arc::new(Ledger::default()), &[]).await;
+    let admin_port: u16 = pod
+        .health_url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/healthz")
+        .parse()
+        .unwrap();
+    apply(
+        &api,
+        &format!(
+            r#"apiVersion: {version}
+kind: EndpointSlice
+metadata:
+  name: {REVISION}-private-x7k2p
+  namespace: {NAMESPACE}
+  labels:
+    serving.serval.dev/revision: {REVISION}
+    kubernetes.io/service-name: {REVISION}-private
+addressType: IPv4
+endpoints:
+- addresses: ["127.0.0.1"]
+  conditions:
+    ready: false
+  targetRef:
+    kind: Pod
+    name: {REVISION}-a
+    namespace: {NAMESPACE}
+ports:
+- name: http
+  port: {http}
+  protocol: TCP
+- name: serval-admin
+  port: {admin_port}
+  protocol: TCP
+"#,
+            version = slice_api_version(&api),
+            http = pod.address.port(),
+        ),
+    );
+    let response = tokio::time::timeout(Duration::from_secs(20), held)
+        .await
+        .expect("the held request is answered once the pod is listed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], format!("{REVISION}:{{}}").as_bytes());
+    assert_eq!(pod.backend.served(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
