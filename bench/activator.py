@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Side by side: the same nginx backend reached directly, through a queue-proxy, and through
 the activator + queue-proxy (both run by `serval dev`), with wrk at several concurrencies;
-then the `serval dev` process's memory while the activator holds 10,000 requests for a
-revision whose pods never become ready. Prints markdown tables.
+then, in a fresh `serval dev` per protocol, the process's memory while the activator holds
+10,000 requests for a revision whose one pod never becomes ready. Prints markdown tables.
 
 usage: bench/activator.py [--serval target/release/serval] [--duration 8]
 """
@@ -27,6 +27,7 @@ metadata: {{name: {name}}}
 spec:
   predictor:
     minReplicas: {min}
+    maxReplicas: {max}
     containers:
       - name: kserve-container
         image: local
@@ -75,9 +76,7 @@ def main():
     serve = f"sed s/PORT/$PORT/g {template} > {work}/nginx-$PORT.conf && exec nginx -c {work}/nginx-$PORT.conf -p {work}"
     manifests = os.path.join(work, "manifests")
     os.makedirs(manifests)
-    open(os.path.join(manifests, "bench.yaml"), "w").write(MANIFEST.format(name="bench", min=1, command=serve))
-    # A revision whose pods never answer: everything sent to it is held by the activator.
-    open(os.path.join(manifests, "stuck.yaml"), "w").write(MANIFEST.format(name="stuck", min=0, command="exec sleep 3600"))
+    open(os.path.join(manifests, "bench.yaml"), "w").write(MANIFEST.format(name="bench", min=1, max=0, command=serve))
     direct_port = free_port()
     direct_conf = os.path.join(work, f"nginx-{direct_port}.conf")
     open(direct_conf, "w").write(open(template).read().replace("PORT", str(direct_port)))
@@ -122,37 +121,6 @@ def main():
         for name, conns, r, d in rows:
             print(f"| {name} | {conns} | {r['rps']:.0f} | {r['p50']:.3f} | {r['p99']:.3f} | "
                   f"{r['rps'] / d['rps']:.2f}x | {(r['p50'] - d['p50']) * 1000:.0f} | {r['non2xx']} |")
-        idle = rss_mb(dev.pid)
-        print()
-        print("| `serval dev` process (activator, autoscaler, supervisor) | requests held | RSS |")
-        print("|---|---:|---:|")
-        print(f"| serving, idle | 0 | {idle:.1f} MiB |")
-        # The same number of held requests over HTTP/1 (one connection each, wrk) and over
-        # HTTP/2 (10 connections of 1,000 streams, h2load), HTTP/2 first: memory freed by the
-        # first load is not returned to the OS, so the second peak includes the first.
-        loads = [
-            ("HTTP/2, 10 connections x 1,000 streams (h2load)",
-             ["h2load", "-n", str(args.held), "-c", "10", "-m", str(max(1, args.held // 10)), "-T", "60s",
-              "-H", "host: stuck.default.example.com", activator]),
-            ("HTTP/1.1, one connection per request (wrk)",
-             ["wrk", "-t2", f"-c{args.held}", "-d20s", "--timeout", "60s", "-H", "Host: stuck.default.example.com", activator]),
-        ]
-        for label, cmd in loads:
-            print(f"holding {args.held} requests: {label}", file=sys.stderr, flush=True)
-            held = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            peak, most_held = rss_mb(dev.pid), 0
-            deadline = time.time() + 18
-            while time.time() < deadline:
-                peak = max(peak, rss_mb(dev.pid))
-                for line in open(view_log).read().splitlines()[-4:]:
-                    m = re.search(r"default/stuck .* held (\d+)", line)
-                    if m:
-                        most_held = max(most_held, int(m.group(1)))
-                time.sleep(0.2)
-            held.terminate()
-            held.wait()
-            print(f"| {label} | {most_held} | {peak:.1f} MiB |", flush=True)
-            time.sleep(2)
     finally:
         for p in procs:
             p.send_signal(2)
@@ -161,6 +129,58 @@ def main():
                 p.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 p.kill()
+    held_memory(args.serval, args.held, work)
+
+
+def held_memory(serval, held, work):
+    """RSS of a fresh `serval dev` serving one revision whose single pod never answers, idle
+    and at the peak while a load generator keeps `held` requests waiting, per protocol. One
+    pod at most: the activator's held count would otherwise scale the revision out."""
+    manifests = os.path.join(work, "stuck")
+    os.makedirs(manifests, exist_ok=True)
+    open(os.path.join(manifests, "stuck.yaml"), "w").write(
+        MANIFEST.format(name="stuck", min=0, max=1, command="exec sleep 3600"))
+    loads = [
+        ("HTTP/2, 10 connections x 1,000 streams (h2load)",
+         lambda url: ["h2load", "-n", str(held), "-c", "10", "-m", str(max(1, held // 10)), "-T", "60s",
+                      "-H", "host: stuck.default.example.com", url]),
+        ("HTTP/1.1, one connection per request (wrk)",
+         lambda url: ["wrk", "-t2", f"-c{held}", "-d20s", "--timeout", "60s",
+                      "-H", "Host: stuck.default.example.com", url]),
+    ]
+    print()
+    print("| `serval dev` process (activator, autoscaler, supervisor), fresh | requests held | RSS idle | RSS peak |")
+    print("|---|---:|---:|---:|")
+    for label, command in loads:
+        port = free_port()
+        view_log = os.path.join(work, f"stuck-view-{port}.log")
+        dev = subprocess.Popen([serval, "dev", f"--listen=127.0.0.1:{port}", f"--log-dir={work}/logs-{port}", manifests],
+                               stdout=open(view_log, "w"), stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(3)
+            idle = rss_mb(dev.pid)
+            print(f"holding {held} requests: {label}", file=sys.stderr, flush=True)
+            load = subprocess.Popen(command(f"http://127.0.0.1:{port}/"),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            peak, most_held = idle, 0
+            deadline = time.time() + 18
+            while time.time() < deadline:
+                peak = max(peak, rss_mb(dev.pid))
+                for line in open(view_log).read().splitlines()[-4:]:
+                    m = re.search(r"default/stuck .* held (\d+)", line)
+                    if m:
+                        most_held = max(most_held, int(m.group(1)))
+                time.sleep(0.2)
+            load.terminate()
+            load.wait()
+            print(f"| {label} | {most_held} | {idle:.1f} MiB | {peak:.1f} MiB |", flush=True)
+        finally:
+            dev.send_signal(2)
+            try:
+                dev.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                dev.kill()
+
 
 if __name__ == "__main__":
     main()
