@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +37,13 @@ pub(crate) struct ForwardError {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Forward {
+    // Shared, not cloned per request: every held request keeps a copy of its service, and a
+    // client clone copies its builders.
+    clients: Arc<Clients>,
+}
+
+#[derive(Debug)]
+struct Clients {
     http1: Client<HttpConnector, Reclaimable>,
     http2: Client<HttpConnector, Reclaimable>,
 }
@@ -51,7 +59,9 @@ impl Default for Forward {
         let http2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .build(connector);
-        Self { http1, http2 }
+        Self {
+            clients: Arc::new(Clients { http1, http2 }),
+        }
     }
 }
 
@@ -107,15 +117,19 @@ impl Service<Request<RequestBody>> for Forward {
             }
         };
         strip_hop_by_hop(&mut parts.headers);
-        let client = if parts.version == Version::HTTP_2 {
-            self.http2.clone()
-        } else {
+        let http2 = parts.version == Version::HTTP_2;
+        if !http2 {
             parts.version = Version::HTTP_11;
-            self.http1.clone()
-        };
+        }
+        let clients = self.clients.clone();
         let (body, slot) = Reclaimable::new(body);
         let request = Request::from_parts(parts, body);
         Box::pin(async move {
+            let client = if http2 {
+                &clients.http2
+            } else {
+                &clients.http1
+            };
             match client.request(request).await {
                 Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
                 Err(e) => {
