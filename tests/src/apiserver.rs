@@ -86,6 +86,17 @@ pub fn kubectl_bin() -> PathBuf {
         .clone()
 }
 
+/// A `serval` role started against the test's API server, killed when dropped.
+#[derive(Debug)]
+pub struct ServalRole(Child);
+
+impl Drop for ServalRole {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What a command printed, and how it ended.
 #[derive(Debug)]
 pub struct Output {
@@ -278,6 +289,37 @@ impl ApiServer {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// `kubectl apply -f -` of `yaml`; panics with kubectl's message when refused.
+    pub fn apply(&self, yaml: &str) {
+        let out = self.kubectl(["apply", "-f", "-"], yaml);
+        assert_eq!(out.code, 0, "{}\n{yaml}", out.stderr);
+    }
+
+    /// `spec.replicas` of a Deployment, read through its `/scale` subresource.
+    pub fn deployment_replicas(&self, namespace: &str, name: &str) -> i64 {
+        let path = format!("/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale");
+        let (status, body) = self.get(&path).expect("GET scale");
+        assert_eq!(status, 200, "{body}");
+        let scale: serde_json::Value = serde_json::from_str(&body).expect("a Scale");
+        scale["spec"]["replicas"].as_i64().unwrap_or(0)
+    }
+
+    /// Starts `serval <args>` talking to this server (`KUBECONFIG`); killed on drop.
+    pub fn serval<I, S>(&self, args: I) -> ServalRole
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let child = Command::new(crate::serval_bin())
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start serval");
+        ServalRole(child)
     }
 
     /// The last `lines` lines of one of the logs (`etcd.log`, `kube-apiserver.log`,

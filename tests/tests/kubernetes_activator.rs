@@ -5,7 +5,6 @@
 //! starts a real queue-proxy + backend and publishes it in an EndpointSlice, and the held
 //! request is answered by that pod.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,43 +16,8 @@ use serval_tests::{free_port, serval_bin};
 const NAMESPACE: &str = "ml";
 const REVISION: &str = "iris-predictor-1";
 
-/// A `serval` role on the test's API server, killed on drop.
-struct Role(Child);
-
-impl Role {
-    fn start(api: &ApiServer, args: &[String]) -> Self {
-        let child = Command::new(serval_bin())
-            .args(args)
-            .env("KUBECONFIG", api.kubeconfig())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start serval");
-        Self(child)
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn apply(api: &ApiServer, yaml: &str) {
-    let out = api.kubectl(["apply", "-f", "-"], yaml);
-    assert_eq!(out.code, 0, "{}\n{yaml}", out.stderr);
-}
-
 fn replicas(api: &ApiServer) -> i64 {
-    let (status, body) = api
-        .get(&format!(
-            "/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{REVISION}/scale"
-        ))
-        .expect("GET scale");
-    assert_eq!(status, 200, "{body}");
-    let scale: serde_json::Value = serde_json::from_str(&body).unwrap();
-    scale["spec"]["replicas"].as_i64().unwrap_or(0)
+    api.deployment_replicas(NAMESPACE, REVISION)
 }
 
 /// The EndpointSlice version this API server serves (v1beta1 on 1.20, v1 from 1.21).
@@ -76,7 +40,7 @@ async fn a_request_at_zero_is_held_scaled_for_and_served_on_kubernetes() {
         .arg("crd")
         .output()
         .unwrap();
-    apply(&api, &String::from_utf8(crds.stdout).unwrap());
+    api.apply(&String::from_utf8(crds.stdout).unwrap());
     let established = api.kubectl(
         [
             "wait",
@@ -90,10 +54,8 @@ async fn a_request_at_zero_is_held_scaled_for_and_served_on_kubernetes() {
 
     // The controller's part: the service, its revision Deployment at zero, and the
     // traffic it publishes in the service's status.
-    apply(
-        &api,
-        &format!(
-            r#"apiVersion: v1
+    api.apply(&format!(
+        r#"apiVersion: v1
 kind: Namespace
 metadata:
   name: {NAMESPACE}
@@ -134,8 +96,7 @@ spec:
       - name: kserve-container
         image: serval
 "#
-        ),
-    );
+    ));
     let status = api.kubectl(
         [
             "-n",
@@ -164,23 +125,17 @@ spec:
     .unwrap();
     let autoscaler_port = free_port();
     let activator_port = free_port();
-    let _autoscaler = Role::start(
-        &api,
-        &[
-            "autoscaler".into(),
-            format!("--listen=127.0.0.1:{autoscaler_port}"),
-            format!("--config={}", config.display()),
-        ],
-    );
-    let _activator = Role::start(
-        &api,
-        &[
-            "activator".into(),
-            format!("--listen=127.0.0.1:{activator_port}"),
-            format!("--autoscaler-url=http://127.0.0.1:{autoscaler_port}"),
-            "--domain=example.com".into(),
-        ],
-    );
+    let _autoscaler = api.serval([
+        "autoscaler".to_string(),
+        format!("--listen=127.0.0.1:{autoscaler_port}"),
+        format!("--config={}", config.display()),
+    ]);
+    let _activator = api.serval([
+        "activator".to_string(),
+        format!("--listen=127.0.0.1:{activator_port}"),
+        format!("--autoscaler-url=http://127.0.0.1:{autoscaler_port}"),
+        "--domain=example.com".into(),
+    ]);
 
     // The request, at zero. Retry only until the activator listens and knows the route.
     let client = http1();
@@ -229,10 +184,8 @@ spec:
         .trim_end_matches("/healthz")
         .parse()
         .unwrap();
-    apply(
-        &api,
-        &format!(
-            r#"apiVersion: {version}
+    api.apply(&format!(
+        r#"apiVersion: {version}
 kind: EndpointSlice
 metadata:
   name: {REVISION}-private-x7k2p
@@ -257,10 +210,9 @@ ports:
   port: {admin_port}
   protocol: TCP
 "#,
-            version = slice_api_version(&api),
-            http = pod.address.port(),
-        ),
-    );
+        version = slice_api_version(&api),
+        http = pod.address.port(),
+    ));
     let response = tokio::time::timeout(Duration::from_secs(20), held)
         .await
         .expect("the held request is answered once the pod is listed")

@@ -3,50 +3,36 @@
 //! its `/scale` subresource — up under load, to zero when idle, back up on a poke — and
 //! after a restart it keeps the replicas it finds while it has no stats.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serval_tests::apiserver::ApiServer;
+use serval_tests::apiserver::{ApiServer, ServalRole};
+use serval_tests::free_port;
 use serval_tests::http_client::{get, http1, send};
 use serval_tests::revision_pod::{Ledger, RevisionPod};
-use serval_tests::{free_port, serval_bin};
 
 const NAMESPACE: &str = "ml";
 const REVISION: &str = "iris-predictor-1";
 
-/// `serval autoscaler` on the test's API server, killed on drop.
+/// `serval autoscaler` on the test's API server, and where its HTTP API listens.
 struct AutoscalerProcess {
-    child: Child,
+    _role: ServalRole,
     url: String,
 }
 
 impl AutoscalerProcess {
     fn start(api: &ApiServer, config: &std::path::Path) -> Self {
         let port = free_port();
-        let child = Command::new(serval_bin())
-            .args([
-                "autoscaler",
-                &format!("--listen=127.0.0.1:{port}"),
-                &format!("--namespace={NAMESPACE}"),
-                &format!("--config={}", config.display()),
-            ])
-            .env("KUBECONFIG", api.kubeconfig())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start serval autoscaler");
+        let role = api.serval([
+            "autoscaler".to_string(),
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--namespace={NAMESPACE}"),
+            format!("--config={}", config.display()),
+        ]);
         Self {
-            child,
+            _role: role,
             url: format!("http://127.0.0.1:{port}"),
         }
-    }
-}
-
-impl Drop for AutoscalerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -127,14 +113,7 @@ fn mark_ready(api: &ApiServer) {
 }
 
 fn replicas(api: &ApiServer) -> i64 {
-    let (status, body) = api
-        .get(&format!(
-            "/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{REVISION}/scale"
-        ))
-        .expect("GET scale");
-    assert_eq!(status, 200, "{body}");
-    let scale: serde_json::Value = serde_json::from_str(&body).unwrap();
-    scale["spec"]["replicas"].as_i64().unwrap_or(0)
+    api.deployment_replicas(NAMESPACE, REVISION)
 }
 
 async fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
@@ -170,8 +149,7 @@ async fn scales_a_revision_deployment_up_to_zero_and_back_and_survives_a_restart
         .trim_end_matches("/healthz")
         .parse()
         .unwrap();
-    let applied = api.kubectl(["apply", "-f", "-"], &manifests(admin_port));
-    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    api.apply(&manifests(admin_port));
     mark_ready(&api);
 
     let dir = std::env::temp_dir().join(format!("serval-k8s-autoscaler-{}", std::process::id()));
@@ -290,8 +268,7 @@ async fn scales_a_revision_deployment_up_to_zero_and_back_and_survives_a_restart
     );
     assert_eq!(scaled.code, 0, "{}", scaled.stderr);
     pod.kill_proxy();
-    let recreated = api.kubectl(["apply", "-f", "-"], &pod_manifest(admin_port));
-    assert_eq!(recreated.code, 0, "{}", recreated.stderr);
+    api.apply(&pod_manifest(admin_port));
     mark_ready(&api);
     let restarted = AutoscalerProcess::start(&api, &config);
     wait_until_tracked(&restarted, &revision_key).await;
