@@ -12,6 +12,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use serval_api::headers::REQUEST_ID;
+use serval_api::trace_context::TraceLayer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -26,7 +28,6 @@ use crate::layers::headers::{ClientAddr, HeadersLayer};
 use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::routing::RoutingLayer;
 use crate::layers::throttle::ThrottleLayer;
-use crate::layers::trace::TraceLayer;
 use crate::probe::{self, Periods};
 use crate::proxy::Forward;
 use crate::report;
@@ -50,13 +51,34 @@ pub enum ServeError {
 
 type Stack = BoxCloneSyncService<Request<RequestBody>, Response<ProxyBody>, Infallible>;
 
+/// The activator's span of one request, when traces are exported. The wait for a pod is
+/// its child `activator.wait`, opened by the throttle layer.
+fn request_span(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> tracing::Span {
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "activator.request",
+        otel.kind = "server",
+        http.request.method = %method,
+        url.path = uri.path(),
+        serval.request_id = request_id,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
 /// The activator's concerns, outermost first.
 fn stack(routes: Arc<RouteTable>, throttler: Arc<Throttler>, max_retries: u32) -> Stack {
     let stack = ServiceBuilder::new()
         // Request id and forwarding headers first, so every answer carries the id.
         .layer(HeadersLayer)
         // A span per request, continuing the caller's trace, when an exporter is installed.
-        .layer(TraceLayer)
+        .layer(TraceLayer::proxy(request_span))
         // Host or path -> service -> revision; unknown services get 404 before anything waits.
         .layer(RoutingLayer::new(routes))
         // The service's rate limit: a refused request never takes a place in line.

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use serval_api::trace_context::TraceLayer;
 use tokio::net::TcpListener;
 use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt};
@@ -25,7 +26,6 @@ use crate::layers::concurrency::ConcurrencyLimitLayer;
 use crate::layers::stats::{StatsLayer, StatsRecorder};
 use crate::layers::timeout::{TimeoutLayer, Timeouts};
 use crate::layers::tokens::TokenCountLayer;
-use crate::layers::trace::TraceLayer;
 use crate::probe::{self, Probe};
 use crate::reporter;
 
@@ -43,6 +43,17 @@ pub enum QueueProxyError {
 
 type Stack = BoxCloneService<Request<RequestBody>, Response<ProxyBody>, Infallible>;
 
+/// The queue-proxy's span of one request, when traces are exported.
+fn request_span(method: &http::Method, uri: &http::Uri, _: &http::HeaderMap) -> tracing::Span {
+    tracing::info_span!(
+        "queue_proxy.request",
+        otel.kind = "server",
+        http.request.method = %method,
+        url.path = uri.path(),
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
 /// The proxy's concerns, outermost first.
 fn stack(config: &Config, recorder: Arc<StatsRecorder>) -> Stack {
     let timeouts = Timeouts {
@@ -52,7 +63,7 @@ fn stack(config: &Config, recorder: Arc<StatsRecorder>) -> Stack {
     };
     ServiceBuilder::new()
         // A span per request, continuing the caller's trace, when an exporter is installed.
-        .layer(TraceLayer)
+        .layer(TraceLayer::proxy(request_span))
         // Measure everything that arrives, queued requests included, as Knative does.
         .layer(StatsLayer::new(recorder.clone()))
         // Time spent queueing counts against the request's timeout.

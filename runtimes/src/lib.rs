@@ -15,7 +15,6 @@ pub mod model;
 mod served;
 mod server;
 pub mod tensor;
-mod trace;
 pub mod trees;
 
 pub use config::{Config, ModelFormat};

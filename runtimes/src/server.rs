@@ -3,6 +3,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use serval_api::trace_context::TraceLayer;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -32,6 +33,18 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The model server's span of one REST or gRPC request, when traces are exported; the
+/// model call inside it is `runtime.inference`.
+fn request_span(method: &http::Method, uri: &http::Uri, _: &http::HeaderMap) -> tracing::Span {
+    tracing::info_span!(
+        "runtime.request",
+        otel.kind = "server",
+        http.request.method = %method,
+        url.path = uri.path(),
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// Loads the model, binds both ports, and serves until `shutdown` completes; then stops
@@ -81,10 +94,10 @@ pub async fn run_until(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let router = crate::http::router(served.clone()).layer(crate::trace::TraceLayer);
+    let router = crate::http::router(served.clone()).layer(TraceLayer::server(request_span));
     let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc = tonic::transport::Server::builder()
-        .layer(crate::trace::TraceLayer)
+        .layer(TraceLayer::server(request_span))
         .add_service(crate::grpc::service(served.clone()))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),

@@ -97,12 +97,8 @@ pub(crate) fn decorate(request: &mut Request<RequestBody>) -> HeaderValue {
 
 impl<S> Service<Request<RequestBody>> for Headers<S>
 where
-    S: Service<
-        Request<RequestBody>,
-        Response = Response<ProxyBody>,
-        Error = Infallible,
-        Future = ResponseFuture,
-    >,
+    S: Service<Request<RequestBody>, Response = Response<ProxyBody>, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response<ProxyBody>;
     type Error = Infallible;

@@ -5,7 +5,6 @@ pub(crate) mod headers;
 pub(crate) mod rate_limit;
 pub(crate) mod routing;
 pub(crate) mod throttle;
-pub(crate) mod trace;
 
 use std::future::Future;
 use std::pin::Pin;

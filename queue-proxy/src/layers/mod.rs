@@ -4,7 +4,6 @@ pub(crate) mod concurrency;
 pub(crate) mod stats;
 pub(crate) mod timeout;
 pub(crate) mod tokens;
-pub(crate) mod trace;
 
 use std::future::Future;
 use std::pin::Pin;
