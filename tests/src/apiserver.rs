@@ -86,6 +86,41 @@ pub fn kubectl_bin() -> PathBuf {
         .clone()
 }
 
+/// A revision's Deployment as the controller writes it: labelled with the revision, its
+/// component's KServe fields as JSON in an annotation (`component_spec`), and `replicas`.
+pub fn revision_deployment(
+    namespace: &str,
+    revision: &str,
+    replicas: u32,
+    component_spec: &str,
+) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {revision}
+  namespace: {namespace}
+  labels:
+    serving.serval.dev/revision: {revision}
+  annotations:
+    serving.serval.dev/component-spec: '{component_spec}'
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      serving.serval.dev/revision: {revision}
+  template:
+    metadata:
+      labels:
+        serving.serval.dev/revision: {revision}
+    spec:
+      containers:
+      - name: kserve-container
+        image: serval
+"#
+    )
+}
+
 /// A `serval` role started against the test's API server, killed when dropped.
 #[derive(Debug)]
 pub struct ServalRole(Child);

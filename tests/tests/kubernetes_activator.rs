@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serval_tests::apiserver::ApiServer;
+use serval_tests::apiserver::{revision_deployment, ApiServer};
 use serval_tests::http_client::http1;
 use serval_tests::revision_pod::{Ledger, RevisionPod};
 use serval_tests::{free_port, serval_bin};
@@ -73,29 +73,8 @@ spec:
         name: onnx
       storageUri: s3://models/iris
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {REVISION}
-  namespace: {NAMESPACE}
-  labels:
-    serving.serval.dev/revision: {REVISION}
-  annotations:
-    serving.serval.dev/component-spec: '{{"minReplicas":0}}'
-spec:
-  replicas: 0
-  selector:
-    matchLabels:
-      serving.serval.dev/revision: {REVISION}
-  template:
-    metadata:
-      labels:
-        serving.serval.dev/revision: {REVISION}
-    spec:
-      containers:
-      - name: kserve-container
-        image: serval
-"#
+{deployment}"#,
+        deployment = revision_deployment(NAMESPACE, REVISION, 0, r#"{"minReplicas":0}"#),
     ));
     let status = api.kubectl(
         [

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serval_tests::apiserver::{ApiServer, ServalRole};
+use serval_tests::apiserver::{revision_deployment, ApiServer, ServalRole};
 use serval_tests::free_port;
 use serval_tests::http_client::{get, http1, send};
 use serval_tests::revision_pod::{Ledger, RevisionPod};
@@ -43,30 +43,14 @@ kind: Namespace
 metadata:
   name: {NAMESPACE}
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {REVISION}
-  namespace: {NAMESPACE}
-  labels:
-    serving.serval.dev/revision: {REVISION}
-  annotations:
-    serving.serval.dev/component-spec: '{{"minReplicas":0,"scaleTarget":2}}'
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      serving.serval.dev/revision: {REVISION}
-  template:
-    metadata:
-      labels:
-        serving.serval.dev/revision: {REVISION}
-    spec:
-      containers:
-      - name: kserve-container
-        image: serval
----
+{deployment}---
 {pod}"#,
+        deployment = revision_deployment(
+            NAMESPACE,
+            REVISION,
+            1,
+            r#"{"minReplicas":0,"scaleTarget":2}"#
+        ),
         pod = pod_manifest(admin_port)
     )
 }
