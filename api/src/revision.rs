@@ -8,10 +8,6 @@ use crate::FieldError;
 
 /// On a revision's Deployment and pods: the revision's name (`<isvc>-<component>-<n>`).
 pub const REVISION_LABEL: &str = "serving.serval.dev/revision";
-/// On a revision's Deployment and pods: the InferenceService it serves.
-pub const INFERENCE_SERVICE_LABEL: &str = "serving.serval.dev/inferenceservice";
-/// On a revision's Deployment and pods: `predictor`, `transformer` or `explainer`.
-pub const COMPONENT_LABEL: &str = "serving.serval.dev/component";
 /// On a revision's Deployment: the component's KServe extension fields (`minReplicas`,
 /// `scaleMetric`, `containerConcurrency`, ...) as JSON, as the user wrote them.
 pub const COMPONENT_SPEC_ANNOTATION: &str = "serving.serval.dev/component-spec";
