@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 
-use super::ports::free_port;
+use super::ports::PortLease;
 
 /// How to start the processes of one revision's replicas.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +67,8 @@ pub(crate) struct ReplicaTask {
 struct Processes {
     runtime: Child,
     proxy: Child,
+    /// Held until both processes are gone.
+    _ports: PortLease,
 }
 
 fn output(log_dir: &Option<PathBuf>, file: &str) -> std::io::Result<(Stdio, Stdio)> {
@@ -116,8 +118,10 @@ impl ReplicaTask {
     }
 
     fn start(&self) -> std::io::Result<(Processes, ReplicaInfo)> {
-        let (http_port, grpc_port, proxy_port, admin_port) =
-            (free_port()?, free_port()?, free_port()?, free_port()?);
+        let ports = PortLease::take(4)?;
+        let &[http_port, grpc_port, proxy_port, admin_port] = ports.ports() else {
+            return Err(std::io::Error::other("a lease of four ports"));
+        };
         let Some((program, args)) = self.spec.runtime_command.split_first() else {
             return Err(std::io::Error::other("the runtime command is empty"));
         };
@@ -172,7 +176,12 @@ impl ReplicaTask {
             runtime_pid: runtime.id(),
             proxy_pid: proxy.id(),
         };
-        Ok((Processes { runtime, proxy }, info))
+        let processes = Processes {
+            runtime,
+            proxy,
+            _ports: ports,
+        };
+        Ok((processes, info))
     }
 
     /// Runs the replica until `stop` fires, restarting it whenever it dies.
