@@ -38,4 +38,4 @@ pub use routes::{
     apply_annotations, revision_settings, Component, RateLimit, RevisionSettings, RouteError,
     RouteTable, ServiceRoute, TrafficTarget, REVISION_TAG_HEADER,
 };
-pub use server::{run, run_until, Activator, ServeError};
+pub use server::{run, Activator, ServeError};

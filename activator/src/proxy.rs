@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serval_api::error_chain::error_chain;
 use serval_api::headers::strip_hop_by_hop;
 use tower::Service;
 
@@ -63,18 +64,6 @@ impl Default for Forward {
             clients: Arc::new(Clients { http1, http2 }),
         }
     }
-}
-
-/// The error with its causes, which hold the useful part ("connection refused").
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 pub(crate) type ForwardFuture =
@@ -146,7 +135,7 @@ impl Service<Request<RequestBody>> for Forward {
                             retry
                         });
                     Err(ForwardError {
-                        reason: describe(&e),
+                        reason: error_chain(&e),
                         unsent,
                     })
                 }

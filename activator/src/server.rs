@@ -217,18 +217,8 @@ impl Activator {
     }
 }
 
-/// Runs until SIGTERM or Ctrl-C, then drains.
-pub async fn run<E: Endpoints, A: AutoscalerClient>(
-    config: Config,
-    routes: Arc<RouteTable>,
-    endpoints: E,
-    autoscaler: A,
-) -> Result<(), ServeError> {
-    run_until(config, routes, endpoints, autoscaler, shutdown_signal()).await
-}
-
 /// Runs until `shutdown` completes, then drains.
-pub async fn run_until<E: Endpoints, A: AutoscalerClient>(
+pub async fn run<E: Endpoints, A: AutoscalerClient>(
     config: Config,
     routes: Arc<RouteTable>,
     endpoints: E,
@@ -242,25 +232,4 @@ pub async fn run_until<E: Endpoints, A: AutoscalerClient>(
         .map_err(|source| ServeError::Bind { addr, source })?;
     activator.serve(listener, shutdown).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C will drain");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

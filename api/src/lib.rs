@@ -9,6 +9,7 @@
 
 pub mod annotations;
 pub mod duration;
+pub mod error_chain;
 pub mod field_error;
 pub mod headers;
 pub mod metric;

@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serval_api::error_chain::error_chain;
 use serval_api::headers::strip_hop_by_hop;
 use tower::Service;
 
@@ -91,20 +92,8 @@ impl Service<Request<RequestBody>> for Forward {
             };
             match client.request(request).await {
                 Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
-                Err(e) => Ok(ProxyError::Upstream(describe(&e)).into_response()),
+                Err(e) => Ok(ProxyError::Upstream(error_chain(&e)).into_response()),
             }
         })
     }
-}
-
-/// The client error with its causes, which hold the useful part ("connection refused").
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

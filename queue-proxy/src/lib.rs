@@ -20,4 +20,4 @@ mod server;
 pub use config::Config;
 pub use error::ProxyError;
 pub use layers::stats::{StatsRecorder, WindowStats};
-pub use server::{run, run_until, QueueProxyError};
+pub use server::{run, QueueProxyError};

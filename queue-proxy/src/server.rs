@@ -79,32 +79,6 @@ fn stack(config: &Config, recorder: Arc<StatsRecorder>) -> Stack {
         .boxed_clone()
 }
 
-/// Runs until SIGTERM or Ctrl-C, then drains.
-pub async fn run(config: Config) -> Result<(), QueueProxyError> {
-    run_until(config, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C will drain");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 fn gpu_reader(config: &Config) -> Option<Box<dyn GpuReader>> {
     if !config.gpu {
         return None;
@@ -121,7 +95,7 @@ fn gpu_reader(config: &Config) -> Option<Box<dyn GpuReader>> {
 
 /// Serves until `shutdown` completes, then fails readiness, keeps serving for the drain
 /// period, stops accepting, finishes what is in flight and returns.
-pub async fn run_until(
+pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), QueueProxyError> {

@@ -21,7 +21,7 @@ pub use config::{Config, ModelFormat};
 pub use error::{InferError, RuntimeError};
 pub use metrics::Metrics;
 pub use served::Served;
-pub use server::{run, run_until};
+pub use server::run;
 
 /// Code generated from `proto/grpc_predict_v2.proto` (the Open Inference Protocol's
 /// `inference.GRPCInferenceService`), client included for tests and tools.

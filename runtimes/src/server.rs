@@ -10,31 +10,6 @@ use crate::config::Config;
 use crate::error::RuntimeError;
 use crate::served::Served;
 
-/// Runs until SIGTERM or Ctrl-C.
-pub async fn run(config: Config) -> Result<(), RuntimeError> {
-    run_until(config, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 /// The model server's span of one REST or gRPC request, when traces are exported; the
 /// model call inside it is `runtime.inference`.
 fn request_span(method: &http::Method, uri: &http::Uri, _: &http::HeaderMap) -> tracing::Span {
@@ -50,7 +25,7 @@ fn request_span(method: &http::Method, uri: &http::Uri, _: &http::HeaderMap) -> 
 /// Loads the model, binds both ports, and serves until `shutdown` completes; then stops
 /// accepting and finishes the requests in flight. Nothing listens before the model has
 /// loaded, so a model that fails to load is never reported ready.
-pub async fn run_until(
+pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RuntimeError> {

@@ -6,6 +6,7 @@ mod activator;
 mod autoscaler;
 mod dev;
 mod logging;
+mod signal;
 mod validate;
 
 use std::path::PathBuf;
@@ -71,10 +72,16 @@ fn main() -> ExitCode {
         }
         Command::Validate { paths } => validate::run(&paths),
         Command::Dev(args) => serve("dev", dev::run(args)),
-        Command::Runtime(config) => serve("runtime", serval_runtimes::run(*config)),
+        Command::Runtime(config) => {
+            serve("runtime", serval_runtimes::run(*config, signal::shutdown()))
+        }
         Command::QueueProxy(config) => {
             let threads = config.worker_threads.max(1);
-            serve_on(threads, "queue-proxy", serval_queue_proxy::run(*config))
+            serve_on(
+                threads,
+                "queue-proxy",
+                serval_queue_proxy::run(*config, signal::shutdown()),
+            )
         }
         Command::Activator(args) => serve("activator", activator::run(*args)),
         Command::Autoscaler(args) => serve("autoscaler", autoscaler::run(args)),

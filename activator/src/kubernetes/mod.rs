@@ -76,7 +76,7 @@ pub async fn run(
         endpoints.clone(),
     ));
     let autoscaler = HttpAutoscaler::new(options.autoscaler_url);
-    let served = crate::run_until(options.config, routes, endpoints, autoscaler, shutdown).await;
+    let served = crate::run(options.config, routes, endpoints, autoscaler, shutdown).await;
     tasks.abort_all();
     Ok(served?)
 }

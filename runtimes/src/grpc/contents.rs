@@ -5,7 +5,7 @@ use crate::error::InferError;
 use crate::proto::model_infer_request::InferInputTensor;
 use crate::proto::model_infer_response::InferOutputTensor;
 use crate::proto::InferTensorContents;
-use crate::tensor::{raw, Datatype, Tensor, TensorData};
+use crate::tensor::{parse_header, raw, Datatype, Tensor, TensorData};
 
 /// One request input; `raw` is its entry of `raw_input_contents`, if those are used.
 pub(super) fn input_tensor(
@@ -14,19 +14,7 @@ pub(super) fn input_tensor(
 ) -> Result<Tensor, InferError> {
     let name = input.name;
     let fail = |reason: String| InferError::input(&name, reason);
-    let datatype = Datatype::parse(&input.datatype)
-        .ok_or_else(|| fail(format!("unknown datatype {:?}", input.datatype)))?;
-    if matches!(datatype, Datatype::Fp16 | Datatype::Bf16) {
-        return Err(fail(format!("datatype {datatype} is not supported")));
-    }
-    let shape = input
-        .shape
-        .iter()
-        .map(|&d| {
-            usize::try_from(d)
-                .map_err(|_| fail(format!("shape {:?} has a negative dimension", input.shape)))
-        })
-        .collect::<Result<Vec<usize>, _>>()?;
+    let (datatype, shape) = parse_header(&input.datatype, &input.shape).map_err(fail)?;
     let data = match raw {
         Some(bytes) => {
             if input.contents.is_some() {

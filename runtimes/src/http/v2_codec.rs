@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::InferError;
 use crate::tensor::json::parse_nested;
-use crate::tensor::{raw, Datatype, Tensor, TensorData};
+use crate::tensor::{parse_header, raw, Tensor, TensorData};
 
 pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
 
@@ -82,23 +82,7 @@ pub(crate) fn parse_request(
     for input in request.inputs {
         let name = input.name;
         let fail = |reason: String| InferError::input(&name, reason);
-        let datatype = Datatype::parse(&input.datatype).ok_or_else(|| {
-            fail(format!(
-                "unknown datatype {:?}; expected BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP32, FP64 or BYTES",
-                input.datatype
-            ))
-        })?;
-        if matches!(datatype, Datatype::Fp16 | Datatype::Bf16) {
-            return Err(fail(format!("datatype {datatype} is not supported")));
-        }
-        let shape = input
-            .shape
-            .iter()
-            .map(|&d| {
-                usize::try_from(d)
-                    .map_err(|_| fail(format!("shape {:?} has a negative dimension", input.shape)))
-            })
-            .collect::<Result<Vec<usize>, _>>()?;
+        let (datatype, shape) = parse_header(&input.datatype, &input.shape).map_err(fail)?;
         let data = match (input.parameters.get("binary_data_size"), input.data) {
             (Some(size), _) => {
                 let size = size
@@ -228,6 +212,7 @@ pub(crate) fn encode_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::Datatype;
 
     #[test]
     fn parses_json_and_binary_inputs() {

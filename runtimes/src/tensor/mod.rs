@@ -72,6 +72,29 @@ impl Datatype {
     }
 }
 
+/// A request tensor's declared datatype and shape, checked the same for REST and gRPC: a
+/// known and supported datatype, no negative dimension.
+pub(crate) fn parse_header(
+    datatype: &str,
+    shape: &[i64],
+) -> Result<(Datatype, Vec<usize>), String> {
+    let parsed = Datatype::parse(datatype).ok_or_else(|| {
+        format!(
+            "unknown datatype {datatype:?}; expected BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP32, FP64 or BYTES"
+        )
+    })?;
+    if matches!(parsed, Datatype::Fp16 | Datatype::Bf16) {
+        return Err(format!("datatype {parsed} is not supported"));
+    }
+    let dims = shape
+        .iter()
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| format!("shape {shape:?} has a negative dimension"))
+        })
+        .collect::<Result<Vec<usize>, _>>()?;
+    Ok((parsed, dims))
+}
+
 impl std::fmt::Display for Datatype {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

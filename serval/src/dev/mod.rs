@@ -160,7 +160,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut files = manifests::manifest_files(&args.manifests);
     let mut view = view::LiveView::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let shutdown = stop_signal();
+    let shutdown = crate::signal::shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -186,22 +186,6 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     tasks.abort_all();
     supervisor.shutdown().await;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM: either stops everything cleanly.
-pub(crate) async fn stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops serval dev");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 /// Keeps the activator's endpoints (every replica, so it can probe new ones itself) and the
