@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: a small backend (nginx) reached directly and through
-`serval queue-proxy` (containerConcurrency 0 and 8), with wrk at several concurrencies.
-Prints a markdown table with throughput, p50/p99 and ratios, and the proxy's RSS.
+"""Side-by-side benchmark: a small backend (nginx) reached directly and through the
+`serval-queue-proxy` sidecar binary (containerConcurrency 0 and 8), with wrk at several
+concurrencies. Prints a markdown table with throughput, p50/p99 and ratios, and the proxy's
+RSS, idle and under load, beside the idle RSS of the same proxy run as `serval queue-proxy`.
 
 usage: bench/queue_proxy.py [--serval target/release/serval] [--duration 10]
 """
@@ -72,6 +73,7 @@ def wrk(url, conns, duration):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--serval", default="target/release/serval")
+    ap.add_argument("--sidecar", help="default: serval-queue-proxy beside --serval")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--concurrency", default="1,32,256")
     args = ap.parse_args()
@@ -81,17 +83,23 @@ def main():
     procs = [nginx]
     try:
         wait_http(f"http://127.0.0.1:{backend}/")
-        proxies = {}
-        for cc in (0, 8):
+        sidecar = args.sidecar or os.path.join(os.path.dirname(args.serval), "serval-queue-proxy")
+
+        def start_proxy(command, cc):
             port, admin = free_port(), free_port()
-            p = subprocess.Popen([args.serval, "queue-proxy", f"--listen=127.0.0.1:{port}",
+            p = subprocess.Popen(command + [f"--listen=127.0.0.1:{port}",
                                   f"--admin-listen=127.0.0.1:{admin}", f"--upstream=127.0.0.1:{backend}",
                                   f"--container-concurrency={cc}", "--gpu=false"],
                                  stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
             procs.append(p)
             wait_http(f"http://127.0.0.1:{admin}/healthz")
             time.sleep(1.5)
-            proxies[cc] = (port, p, rss_kb(p.pid))
+            return port, p, rss_kb(p.pid)
+
+        one_binary = start_proxy([args.serval, "queue-proxy"], 0)
+        one_binary[1].terminate()
+        one_binary[1].wait(timeout=40)
+        proxies = {cc: start_proxy([sidecar], cc) for cc in (0, 8)}
         rows = []
         for conns in [int(c) for c in args.concurrency.split(",")]:
             print(f"concurrency {conns}: direct", file=sys.stderr, flush=True)
@@ -113,7 +121,8 @@ def main():
         print("| queue-proxy | RSS idle | peak RSS under load |")
         print("|---|---:|---:|")
         for cc, (port, p, idle) in proxies.items():
-            print(f"| cc={cc} | {idle / 1024:.1f} MiB | {rss_kb(p.pid, 'VmHWM') / 1024:.1f} MiB |")
+            print(f"| serval-queue-proxy cc={cc} | {idle / 1024:.1f} MiB | {rss_kb(p.pid, 'VmHWM') / 1024:.1f} MiB |")
+        print(f"| serval queue-proxy cc=0 | {one_binary[2] / 1024:.1f} MiB | - |")
     finally:
         for p in procs:
             p.terminate()

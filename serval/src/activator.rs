@@ -24,6 +24,6 @@ pub(crate) async fn run(args: ActivatorArgs) -> anyhow::Result<()> {
         autoscaler_url: args.autoscaler_url,
         namespace: args.namespace,
     };
-    kubernetes::run(options, crate::signal::shutdown()).await?;
+    kubernetes::run(options, serval::signal::shutdown()).await?;
     Ok(())
 }

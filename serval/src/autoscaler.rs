@@ -37,6 +37,6 @@ pub(crate) async fn run(args: AutoscalerArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
         config,
     };
-    kubernetes::run(options, crate::signal::shutdown()).await?;
+    kubernetes::run(options, serval::signal::shutdown()).await?;
     Ok(())
 }

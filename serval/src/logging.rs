@@ -16,7 +16,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 /// Flushes the spans not yet exported when dropped, at the end of the process.
 #[derive(Debug)]
-pub(crate) struct Telemetry {
+pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
@@ -32,7 +32,7 @@ impl Drop for Telemetry {
 
 /// Installs logging, and tracing export when the environment asks for it. Call outside
 /// any async runtime: the exporter's HTTP client runs its own.
-pub(crate) fn init(role: &str) -> Telemetry {
+pub fn init(role: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = if std::io::stderr().is_terminal() {
         tracing_subscriber::fmt::layer()

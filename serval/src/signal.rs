@@ -1,7 +1,7 @@
 //! The one shutdown signal of every long-lived role: SIGTERM (the kubelet, a supervisor) or
 //! Ctrl-C; each role then drains in its own way.
 
-pub(crate) async fn shutdown() {
+pub async fn shutdown() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(e) => {

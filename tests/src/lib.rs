@@ -18,8 +18,17 @@ pub fn repo_root() -> PathBuf {
 /// profile as the tests themselves (cargo does not build another package's binaries for
 /// integration tests).
 pub fn serval_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
+    &serval_bins().0
+}
+
+/// The lean sidecar binary `serval-queue-proxy`, built with [`serval_bin`].
+pub fn queue_proxy_bin() -> &'static Path {
+    &serval_bins().1
+}
+
+fn serval_bins() -> &'static (PathBuf, PathBuf) {
+    static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BINS.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
         // target/<profile>/deps/<test> -> target/<profile>
         let profile_dir = exe
@@ -31,7 +40,7 @@ pub fn serval_bin() -> &'static Path {
         let mut build = Command::new(cargo);
         build
             .current_dir(repo_root())
-            .args(["build", "--quiet", "-p", "serval", "--bin", "serval"])
+            .args(["build", "--quiet", "-p", "serval", "--bins"])
             .arg("--target-dir")
             .arg(target_dir);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
@@ -40,8 +49,11 @@ pub fn serval_bin() -> &'static Path {
         let status = build
             .status()
             .expect("run cargo build for the serval binary");
-        assert!(status.success(), "building the serval binary failed");
-        profile_dir.join("serval")
+        assert!(status.success(), "building the serval binaries failed");
+        (
+            profile_dir.join("serval"),
+            profile_dir.join("serval-queue-proxy"),
+        )
     })
 }
 
@@ -107,7 +119,16 @@ impl ServalProcess {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let child = Command::new(serval_bin())
+        Self::start_program(serval_bin(), args)
+    }
+
+    /// Starts another of Serval's binaries (such as [`queue_proxy_bin`]) the same way.
+    pub fn start_program<I, S>(program: &Path, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let child = Command::new(program)
             .current_dir(repo_root())
             .args(args)
             .env("RUST_LOG", "info")

@@ -1,10 +1,12 @@
-//! `serval queue-proxy` as a pod runs it: the real binary in front of a real backend.
+//! The queue-proxy as a pod runs it: the real `serval-queue-proxy` sidecar binary in front of
+//! a real backend. (`serval queue-proxy`, the same code in the one binary, is what the
+//! activator and `serval dev` tests run.)
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serval_tests::http_client::{get, http1, http2, send};
-use serval_tests::{backend, free_port, ServalProcess};
+use serval_tests::{backend, free_port, queue_proxy_bin, ServalProcess};
 
 struct Pod {
     proxy: ServalProcess,
@@ -20,14 +22,13 @@ fn addr(port: u16) -> SocketAddr {
 async fn start_proxy(upstream: u16, extra: &[&str]) -> Pod {
     let (port, admin_port) = (free_port(), free_port());
     let mut args = vec![
-        "queue-proxy".to_string(),
         format!("--listen=127.0.0.1:{port}"),
         format!("--admin-listen=127.0.0.1:{admin_port}"),
         format!("--upstream=127.0.0.1:{upstream}"),
         "--gpu=false".to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let proxy = ServalProcess::start(args);
+    let proxy = ServalProcess::start_program(queue_proxy_bin(), args);
     let pod = Pod {
         proxy,
         url: format!("http://127.0.0.1:{port}"),
@@ -61,13 +62,15 @@ where
 async fn healthz_waits_for_the_runtime() {
     let upstream = free_port();
     let (port, admin_port) = (free_port(), free_port());
-    let _proxy = ServalProcess::start([
-        "queue-proxy".to_string(),
-        format!("--listen=127.0.0.1:{port}"),
-        format!("--admin-listen=127.0.0.1:{admin_port}"),
-        format!("--upstream=127.0.0.1:{upstream}"),
-        "--probe-path=/metrics".to_string(),
-    ]);
+    let _proxy = ServalProcess::start_program(
+        queue_proxy_bin(),
+        [
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--admin-listen=127.0.0.1:{admin_port}"),
+            format!("--upstream=127.0.0.1:{upstream}"),
+            "--probe-path=/metrics".to_string(),
+        ],
+    );
     let health = format!("http://127.0.0.1:{admin_port}/healthz");
     wait_for(Duration::from_secs(20), || async {
         get(&http1(), &health).await.is_ok()

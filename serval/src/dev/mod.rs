@@ -160,7 +160,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut files = manifests::manifest_files(&args.manifests);
     let mut view = view::LiveView::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let shutdown = crate::signal::shutdown();
+    let shutdown = serval::signal::shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

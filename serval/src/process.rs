@@ -1,0 +1,62 @@
+//! Running a long-lived role as a process: logging and trace export, the async runtime,
+//! one line on stderr and status 1 when the role fails.
+
+use std::process::ExitCode;
+
+/// Runs a long-lived role on a Tokio runtime; a failure is one line on stderr and status 1.
+pub fn serve<E: std::fmt::Display>(
+    role: &str,
+    server: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    serve_on(threads, role, server)
+}
+
+/// Like [`serve`], on `threads` worker threads.
+pub fn serve_on<E: std::fmt::Display>(
+    threads: usize,
+    role: &str,
+    server: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let _telemetry = crate::logging::init(role);
+    exit_with_parent();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        // Deserialising an InferenceService (pod specs nest deeply) overflows tokio's 2 MiB
+        // default in a debug build; untouched stack pages cost no memory.
+        .thread_stack_size(8 * 1024 * 1024)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("serval {role}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serval {role}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// When started by `serval dev`'s supervisor, exit once it is gone: a supervisor killed
+/// with SIGKILL cannot stop its replicas, and orphans would hold ports and GPUs.
+fn exit_with_parent() {
+    let Some(parent) = std::env::var(serval_controller::local::EXIT_WITH_PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return;
+    };
+    std::thread::spawn(move || loop {
+        if std::os::unix::process::parent_id() != parent {
+            tracing::warn!(parent, "supervising process is gone; exiting");
+            std::process::exit(1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    });
+}
