@@ -1,9 +1,9 @@
-//! The local process backend of `serval dev`: real `serval runtime` and `serval queue-proxy`
-//! processes, scaled, replaced when they die, and drained when scaled away.
+//! The local process backend of `serval dev`: real `serval runtime` and queue-proxy
+//! (`serval-queue-proxy`) processes, scaled, replaced when they die, and drained when scaled away.
 
 use std::time::{Duration, Instant};
 
-use serval_controller::local::{ReplicaInfo, ReplicaSpec, Supervisor};
+use serval_controller::local::{QueueProxyCommand, ReplicaInfo, ReplicaSpec, Supervisor};
 use serval_tests::http_client::{http1, send};
 use serval_tests::runtime::test_models;
 use serval_tests::serval_bin;
@@ -50,7 +50,7 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_replaces_dead_replicas_and_drains() {
-    let supervisor = Supervisor::new(serval_bin().to_path_buf(), None);
+    let supervisor = Supervisor::new(QueueProxyCommand::beside(serval_bin()), None);
     let spec = spec();
     let revision = spec.revision.clone();
     supervisor.upsert(spec);

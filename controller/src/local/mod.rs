@@ -9,6 +9,6 @@ mod supervisor;
 mod translate;
 
 pub use builtin::builtin_runtimes;
-pub use replica::{ReplicaInfo, ReplicaSpec, EXIT_WITH_PARENT_ENV};
+pub use replica::{QueueProxyCommand, ReplicaInfo, ReplicaSpec, EXIT_WITH_PARENT_ENV};
 pub use supervisor::{Supervisor, SupervisorError};
 pub use translate::{local_model_dir, predictor_replica_spec, TranslateError, SERVAL_IMAGE};

@@ -54,9 +54,35 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 const READINESS_POLL: Duration = Duration::from_millis(50);
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
+/// How a replica's queue-proxy is started: the program and the arguments before its flags.
+#[derive(Clone, Debug)]
+pub struct QueueProxyCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl QueueProxyCommand {
+    /// The lean `serval-queue-proxy` sidecar binary beside `serval_bin`, as pods run it, or
+    /// `serval_bin queue-proxy` when that binary is not there.
+    pub fn beside(serval_bin: &Path) -> Self {
+        let sidecar = serval_bin.with_file_name("serval-queue-proxy");
+        if sidecar.is_file() {
+            Self {
+                program: sidecar,
+                args: Vec::new(),
+            }
+        } else {
+            Self {
+                program: serval_bin.to_path_buf(),
+                args: vec!["queue-proxy".to_string()],
+            }
+        }
+    }
+}
+
 /// What a replica's supervising task needs.
 pub(crate) struct ReplicaTask {
-    pub(crate) serval_bin: PathBuf,
+    pub(crate) queue_proxy: QueueProxyCommand,
     pub(crate) log_dir: Option<PathBuf>,
     pub(crate) spec: ReplicaSpec,
     pub(crate) name: String,
@@ -150,8 +176,8 @@ impl ReplicaTask {
             &env,
             output(&self.log_dir, &format!("{}.runtime.log", self.name))?,
         )?;
-        let mut proxy_args = vec![
-            "queue-proxy".to_string(),
+        let mut proxy_args = self.queue_proxy.args.clone();
+        proxy_args.extend([
             format!("--listen=127.0.0.1:{proxy_port}"),
             format!("--admin-listen=127.0.0.1:{admin_port}"),
             format!("--upstream=127.0.0.1:{http_port}"),
@@ -159,10 +185,10 @@ impl ReplicaTask {
             // Locally no endpoint update has to propagate: the supervisor stops routing to
             // a replica before it drains it.
             "--drain-period=0s".to_string(),
-        ];
+        ]);
         proxy_args.extend(self.spec.queue_proxy_args.iter().cloned());
         let proxy = spawn(
-            &self.serval_bin,
+            &self.queue_proxy.program,
             &proxy_args,
             &[],
             output(&self.log_dir, &format!("{}.queue-proxy.log", self.name))?,

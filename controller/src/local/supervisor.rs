@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::replica::{ReplicaInfo, ReplicaSpec, ReplicaTask};
+use super::replica::{QueueProxyCommand, ReplicaInfo, ReplicaSpec, ReplicaTask};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -30,7 +30,7 @@ struct Revision {
 
 /// The process supervisor behind `serval dev`.
 pub struct Supervisor {
-    serval_bin: PathBuf,
+    queue_proxy: QueueProxyCommand,
     log_dir: Option<PathBuf>,
     revisions: Mutex<HashMap<String, Revision>>,
     changed: Arc<watch::Sender<u64>>,
@@ -40,17 +40,17 @@ pub struct Supervisor {
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
-            .field("serval_bin", &self.serval_bin)
+            .field("queue_proxy", &self.queue_proxy)
             .finish_non_exhaustive()
     }
 }
 
 impl Supervisor {
-    /// `serval_bin` runs the queue-proxies; with `log_dir`, each process logs to its own file
-    /// there instead of this process's output.
-    pub fn new(serval_bin: PathBuf, log_dir: Option<PathBuf>) -> Arc<Self> {
+    /// `queue_proxy` starts the replicas' queue-proxies; with `log_dir`, each process logs to
+    /// its own file there instead of this process's output.
+    pub fn new(queue_proxy: QueueProxyCommand, log_dir: Option<PathBuf>) -> Arc<Self> {
         Arc::new(Self {
-            serval_bin,
+            queue_proxy,
             log_dir,
             revisions: Mutex::new(HashMap::new()),
             changed: Arc::new(watch::channel(0).0),
@@ -124,7 +124,7 @@ impl Supervisor {
         let (info_tx, info) = watch::channel(None);
         let (stop, stop_rx) = oneshot::channel();
         let task = ReplicaTask {
-            serval_bin: self.serval_bin.clone(),
+            queue_proxy: self.queue_proxy.clone(),
             log_dir: self.log_dir.clone(),
             spec,
             name,

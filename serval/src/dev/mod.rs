@@ -16,7 +16,7 @@ use anyhow::Context;
 use serval_activator::{Activator, InProcessAutoscaler, LocalEndpoints, PodEndpoint, RouteTable};
 use serval_autoscaler::live::{Autoscaler, PodTarget, ScaleError, Scaler};
 use serval_autoscaler::AutoscalerConfig;
-use serval_controller::local::Supervisor;
+use serval_controller::local::{QueueProxyCommand, Supervisor};
 
 use services::Services;
 
@@ -94,7 +94,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .log_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("serval-dev-{}", std::process::id())));
-    let supervisor = Supervisor::new(serval_bin.clone(), Some(log_dir.clone()));
+    let supervisor = Supervisor::new(
+        QueueProxyCommand::beside(&serval_bin),
+        Some(log_dir.clone()),
+    );
     let autoscaler = Autoscaler::new(config.clone(), ProcessScaler(supervisor.clone()));
     let routes = Arc::new(RouteTable::new(args.domain.clone()));
     let endpoints = Arc::new(LocalEndpoints::new());
