@@ -3,12 +3,17 @@
 
 use std::process::ExitCode;
 
-/// Runs a long-lived role on a Tokio runtime; a failure is one line on stderr and status 1.
+/// Runs a long-lived role on a Tokio runtime, one worker thread per core unless Tokio's own
+/// `TOKIO_WORKER_THREADS` says otherwise; a failure is one line on stderr and status 1.
 pub fn serve<E: std::fmt::Display>(
     role: &str,
     server: impl std::future::Future<Output = Result<(), E>>,
 ) -> ExitCode {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     serve_on(threads, role, server)
 }
 
