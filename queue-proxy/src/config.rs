@@ -56,8 +56,9 @@ pub struct Config {
     /// Name reported in stats.
     #[arg(long, env = "POD_NAME", default_value = "local")]
     pub pod_name: String,
-    /// Threads serving requests. One is the lean default for a sidecar: on a small pod it
-    /// added the least latency and memory (see docs/benchmarks.md).
+    /// Threads serving requests. One, the default, runs everything on a single-threaded
+    /// runtime: on a small pod it added the least latency and memory and reached the
+    /// highest throughput (see docs/benchmarks.md).
     #[arg(long, env = "SERVAL_QP_WORKER_THREADS", default_value_t = 1)]
     pub worker_threads: usize,
     /// Whether to read GPU metrics through NVML.

@@ -21,6 +21,7 @@ pub(crate) async fn report(
     window: Duration,
     gpu: Option<Box<dyn GpuReader>>,
 ) {
+    let gpu: Option<Arc<dyn GpuReader>> = gpu.map(Arc::from);
     let started = Instant::now();
     let mut ticker = tokio::time::interval(window);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -28,6 +29,15 @@ pub(crate) async fn report(
     let mut opened = Instant::now();
     loop {
         ticker.tick().await;
+        // NVML calls block for a while; off the thread that serves requests (the sidecar
+        // runs on one).
+        let gpu_stat = match gpu.clone() {
+            Some(reader) => tokio::task::spawn_blocking(move || reader.read())
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
         let now = Instant::now();
         let window_stats = shared.recorder.close_window(now);
         let stat = Stat {
@@ -44,7 +54,7 @@ pub(crate) async fn report(
             proxied_bytes: window_stats.proxied_bytes,
             output_tokens: window_stats.output_tokens,
             runtime_queue_depth: *shared.queue_depth.read().unwrap_or_else(|e| e.into_inner()),
-            gpu: gpu.as_ref().and_then(|g| g.read()),
+            gpu: gpu_stat,
             process_uptime_ms: now.duration_since(started).as_millis() as u64,
         };
         opened = now;

@@ -25,8 +25,16 @@ pub fn serve_on<E: std::fmt::Display>(
 ) -> ExitCode {
     let _telemetry = crate::logging::init(role);
     exit_with_parent();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // One thread is a runtime of its own kind: tasks run on this thread, with none of the
+    // work-stealing scheduler's cross-thread bookkeeping (the sidecar's default).
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    let runtime = match builder
         // Deserialising an InferenceService (pod specs nest deeply) overflows tokio's 2 MiB
         // default in a debug build; untouched stack pages cost no memory.
         .thread_stack_size(8 * 1024 * 1024)
