@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: a small backend (nginx) reached directly and through the
 `serval-queue-proxy` sidecar binary (containerConcurrency 0 and 8), with wrk at several
-concurrencies. Prints a markdown table with throughput, p50/p99 and ratios, and the proxy's
-RSS, idle and under load, beside the idle RSS of the same proxy run as `serval queue-proxy`.
+concurrencies, and through nginx configured as a keep-alive reverse proxy (a reference: what
+a mature C proxy reaches on the same cores). Prints a markdown table with throughput,
+p50/p99 and ratios, and the proxy's RSS, idle and under load, beside the idle RSS of the
+same proxy run as `serval queue-proxy`.
 
 usage: bench/queue_proxy.py [--serval target/release/serval] [--duration 10]
 """
@@ -44,6 +46,38 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     location / {{ default_type application/json; return 200 '{{"predictions":[1]}}'; }}
+  }}
+}}""")
+    return subprocess.Popen(["nginx", "-c", conf, "-p", workdir], stderr=subprocess.DEVNULL)
+
+def start_nginx_proxy(port, backend, workdir):
+    """nginx as a plain keep-alive reverse proxy in front of the backend: what a mature C
+    proxy achieves on the same cores, as a reference for the queue-proxy rows."""
+    conf = os.path.join(workdir, "nginx-proxy.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+pid {workdir}/nginx-proxy.pid;
+error_log {workdir}/error-proxy.log;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {workdir};
+  proxy_temp_path {workdir};
+  fastcgi_temp_path {workdir};
+  uwsgi_temp_path {workdir};
+  scgi_temp_path {workdir};
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 512; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
   }}
 }}""")
     return subprocess.Popen(["nginx", "-c", conf, "-p", workdir], stderr=subprocess.DEVNULL)
@@ -100,6 +134,9 @@ def main():
         one_binary[1].terminate()
         one_binary[1].wait(timeout=40)
         proxies = {cc: start_proxy([sidecar], cc) for cc in (0, 8)}
+        reference = free_port()
+        procs.append(start_nginx_proxy(reference, backend, work))
+        wait_http(f"http://127.0.0.1:{reference}/")
         rows = []
         for conns in [int(c) for c in args.concurrency.split(",")]:
             print(f"concurrency {conns}: direct", file=sys.stderr, flush=True)
@@ -111,6 +148,10 @@ def main():
                 wrk(f"http://127.0.0.1:{port}/", conns, 2)
                 r = wrk(f"http://127.0.0.1:{port}/", conns, args.duration)
                 rows.append((f"queue-proxy cc={cc}", conns, r, direct))
+            print(f"concurrency {conns}: nginx as proxy", file=sys.stderr, flush=True)
+            wrk(f"http://127.0.0.1:{reference}/", conns, 2)
+            r = wrk(f"http://127.0.0.1:{reference}/", conns, args.duration)
+            rows.append(("nginx as proxy (reference)", conns, r, direct))
         print("| path | conns | req/s | p50 ms | p99 ms | vs direct req/s | p50 added µs | non-2xx |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, conns, r, d in rows:
