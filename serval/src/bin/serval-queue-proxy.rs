@@ -1,7 +1,7 @@
 //! `serval-queue-proxy`: the sidecar on its own, for the model pods. It takes the same flags
 //! and environment as `serval queue-proxy` and runs the same code, but links nothing of the
 //! other roles: one sidecar per pod, so its resident code pages and the relocations the
-//! loader applies at start-up count once per pod (5.7 against 10.6 MiB idle, see
+//! loader applies at start-up count once per pod (6.5–6.8 against 10.3–11.0 MiB idle, see
 //! docs/benchmarks.md).
 
 use std::process::ExitCode;
