@@ -26,13 +26,14 @@ def wait_http(url, timeout=20):
             time.sleep(0.05)
     sys.exit(f"{url} did not answer")
 
-def start_nginx(port, workdir):
-    conf = os.path.join(workdir, "nginx.conf")
+def run_nginx(name, workdir, servers):
+    """One nginx worker with `servers` (the inside of its http block) in `workdir`."""
+    conf = os.path.join(workdir, f"{name}.conf")
     with open(conf, "w") as f:
         f.write(f"""
 worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log;
+pid {workdir}/{name}.pid;
+error_log {workdir}/{name}.err;
 daemon off;
 events {{ worker_connections 4096; }}
 http {{
@@ -43,32 +44,21 @@ http {{
   fastcgi_temp_path {workdir};
   uwsgi_temp_path {workdir};
   scgi_temp_path {workdir};
+{servers}
+}}""")
+    return subprocess.Popen(["nginx", "-c", conf, "-p", workdir], stderr=subprocess.DEVNULL)
+
+def start_nginx(port, workdir):
+    return run_nginx("nginx", workdir, f"""
   server {{
     listen 127.0.0.1:{port};
     location / {{ default_type application/json; return 200 '{{"predictions":[1]}}'; }}
-  }}
-}}""")
-    return subprocess.Popen(["nginx", "-c", conf, "-p", workdir], stderr=subprocess.DEVNULL)
+  }}""")
 
 def start_nginx_proxy(port, backend, workdir):
     """nginx as a plain keep-alive reverse proxy in front of the backend: what a mature C
     proxy achieves on the same cores, as a reference for the queue-proxy rows."""
-    conf = os.path.join(workdir, "nginx-proxy.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-pid {workdir}/nginx-proxy.pid;
-error_log {workdir}/error-proxy.log;
-daemon off;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path {workdir};
-  proxy_temp_path {workdir};
-  fastcgi_temp_path {workdir};
-  uwsgi_temp_path {workdir};
-  scgi_temp_path {workdir};
+    return run_nginx("nginx-proxy", workdir, f"""
   upstream backend {{ server 127.0.0.1:{backend}; keepalive 512; keepalive_requests 1000000; }}
   server {{
     listen 127.0.0.1:{port};
@@ -78,9 +68,7 @@ http {{
       proxy_set_header Connection "";
       proxy_buffering off;
     }}
-  }}
-}}""")
-    return subprocess.Popen(["nginx", "-c", conf, "-p", workdir], stderr=subprocess.DEVNULL)
+  }}""")
 
 def rss_kb(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:

@@ -19,9 +19,8 @@ pub(crate) async fn report(
     shared: Arc<Shared>,
     pod_name: String,
     window: Duration,
-    gpu: Option<Box<dyn GpuReader>>,
+    gpu: Option<Arc<dyn GpuReader>>,
 ) {
-    let gpu: Option<Arc<dyn GpuReader>> = gpu.map(Arc::from);
     let started = Instant::now();
     let mut ticker = tokio::time::interval(window);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -79,13 +79,13 @@ fn stack(config: &Config, recorder: Arc<StatsRecorder>) -> Stack {
         .boxed_clone()
 }
 
-fn gpu_reader(config: &Config) -> Option<Box<dyn GpuReader>> {
+fn gpu_reader(config: &Config) -> Option<Arc<dyn GpuReader>> {
     if !config.gpu {
         return None;
     }
     let visible = std::env::var("NVIDIA_VISIBLE_DEVICES").ok();
     match NvmlReader::new(VisibleDevices::parse(visible.as_deref())) {
-        Ok(reader) => Some(Box::new(reader)),
+        Ok(reader) => Some(Arc::new(reader)),
         Err(reason) => {
             tracing::info!("GPU metrics absent: {reason}");
             None
