@@ -4,7 +4,7 @@ the activator + queue-proxy (both run by `serval dev`), with wrk at several conc
 then, in a fresh `serval dev` per protocol, the process's memory while the activator holds
 10,000 requests for a revision whose one pod never becomes ready. Prints markdown tables.
 
-usage: bench/activator.py [--serval target/release/serval] [--duration 8]
+usage: bench/activator.py [--serval target/release/serval] [--duration 8] [--held 10000 (0 skips)]
 """
 import argparse, json, os, re, socket, subprocess, sys, tempfile, time, urllib.request
 
@@ -129,7 +129,8 @@ def main():
                 p.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 p.kill()
-    held_memory(args.serval, args.held, work)
+    if args.held > 0:
+        held_memory(args.serval, args.held, work)
 
 
 def held_memory(serval, held, work):

@@ -46,6 +46,10 @@ pub struct Config {
     /// After SIGTERM, how long to finish what is in flight before giving up on it.
     #[arg(long, env = "SERVAL_ACTIVATOR_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Threads that serve connections, each with a single-threaded runtime and forwarding
+    /// pool of its own; 0 is one per core. One HTTP/2 connection is served by one thread.
+    #[arg(long, env = "SERVAL_ACTIVATOR_SERVE_THREADS", default_value_t = 0)]
+    pub serve_threads: usize,
     /// Name this activator reports its stats under.
     #[arg(long, env = "POD_NAME", default_value = "activator")]
     pub name: String,
@@ -65,6 +69,7 @@ impl Config {
             max_concurrent_streams: 16_384,
             max_retries: 3,
             drain_timeout: Duration::from_secs(30),
+            serve_threads: 0,
             name: "activator".into(),
         }
     }

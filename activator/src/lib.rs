@@ -26,6 +26,7 @@ mod routes;
 mod server;
 mod split;
 mod throttler;
+mod workers;
 
 pub use autoscaler::{
     AutoscalerClient, AutoscalerClientError, HttpAutoscaler, InProcessAutoscaler,

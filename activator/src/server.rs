@@ -1,5 +1,5 @@
 //! The activator as a value: the layer stack, the background tasks (endpoints and probes,
-//! reports and pokes), the listener, and drain on shutdown.
+//! reports and pokes), serving a listener, and drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,10 +8,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serval_api::headers::REQUEST_ID;
 use serval_api::trace_context::TraceLayer;
 use tokio::net::TcpListener;
@@ -24,7 +20,7 @@ use crate::autoscaler::AutoscalerClient;
 use crate::body::{BoxError, ProxyBody, RequestBody};
 use crate::config::Config;
 use crate::endpoints::Endpoints;
-use crate::layers::headers::{ClientAddr, HeadersLayer};
+use crate::layers::headers::HeadersLayer;
 use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::routing::RoutingLayer;
 use crate::layers::throttle::ThrottleLayer;
@@ -33,6 +29,7 @@ use crate::proxy::Forward;
 use crate::report;
 use crate::routes::RouteTable;
 use crate::throttler::Throttler;
+use crate::workers::{self, ConnectionSettings};
 
 /// Pokes waiting for the reporter; past this they are dropped (the reports carry the queue).
 const POKE_QUEUE: usize = 1024;
@@ -49,7 +46,7 @@ pub enum ServeError {
     Config(String),
 }
 
-type Stack = BoxCloneSyncService<Request<RequestBody>, Response<ProxyBody>, Infallible>;
+pub(crate) type Stack = BoxCloneSyncService<Request<RequestBody>, Response<ProxyBody>, Infallible>;
 
 /// The activator's span of one request, when traces are exported. The wait for a pod is
 /// its child `activator.wait`, opened by the throttle layer.
@@ -93,6 +90,7 @@ fn stack(routes: Arc<RouteTable>, throttler: Arc<Throttler>, max_retries: u32) -
 #[derive(Debug)]
 pub struct Activator {
     config: Config,
+    routes: Arc<RouteTable>,
     throttler: Arc<Throttler>,
     stack: Stack,
     _tasks: JoinSet<()>,
@@ -131,9 +129,10 @@ impl Activator {
             config.report_interval,
             poke_rx,
         ));
-        let stack = stack(routes, throttler.clone(), config.max_retries);
+        let stack = stack(routes.clone(), throttler.clone(), config.max_retries);
         Ok(Self {
             config,
+            routes,
             throttler,
             stack,
             _tasks: tasks,
@@ -172,48 +171,33 @@ impl Activator {
     }
 
     /// Serves `listener` until `shutdown` completes, then stops accepting and finishes what
-    /// is in flight (for at most the drain timeout).
+    /// is in flight (for at most the drain timeout). Connections are served on threads of
+    /// their own, one per core unless the configuration says otherwise.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http2()
-            .max_concurrent_streams(self.config.max_concurrent_streams);
-        let mut shutdown = std::pin::pin!(shutdown);
-        tracing::info!(listen = ?listener.local_addr().ok(), domain = %self.config.domain, "activator serving");
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of file descriptors, most likely: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let stack = self.stack.clone();
-                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                        let mut request = request.map(|b| b.map_err(Into::into).boxed());
-                        request.extensions_mut().insert(ClientAddr(peer));
-                        stack.clone().oneshot(request)
-                    });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    tokio::spawn(graceful.watch(connection));
-                }
-                _ = &mut shutdown => break,
-            }
-        }
-        drop(listener);
-        tracing::info!(drain_timeout = ?self.config.drain_timeout, "activator draining");
-        if tokio::time::timeout(self.config.drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain timed out; dropping what is still in flight");
-        }
+        let threads = match self.config.serve_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        tracing::info!(
+            listen = ?listener.local_addr().ok(),
+            domain = %self.config.domain,
+            threads,
+            "activator serving"
+        );
+        let settings = ConnectionSettings {
+            max_concurrent_streams: self.config.max_concurrent_streams,
+            drain_timeout: self.config.drain_timeout,
+        };
+        // Each thread forwards over a pool of its own, so a request and its upstream
+        // connection stay on one thread.
+        let make_stack = || {
+            stack(
+                self.routes.clone(),
+                self.throttler.clone(),
+                self.config.max_retries,
+            )
+        };
+        workers::serve(listener, threads, make_stack, settings, shutdown).await;
     }
 }
 

@@ -32,6 +32,11 @@ pub(crate) struct DevArgs {
     /// Domain of service hosts: `<isvc>.<namespace>.<domain>`.
     #[arg(long, default_value = "example.com")]
     domain: String,
+    /// Threads the activator serves connections on; 0 is one per core. One thread proxies
+    /// more requests than a workstation's models answer, and it leaves the other cores to
+    /// the replicas and their queue-proxies.
+    #[arg(long, default_value_t = 1)]
+    activator_threads: usize,
     /// Directory for the replicas' logs (default: a directory under the system temp dir).
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -103,6 +108,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let endpoints = Arc::new(LocalEndpoints::new());
     let mut activator_config = serval_activator::Config::new(args.listen);
     activator_config.domain = args.domain.clone();
+    activator_config.serve_threads = args.activator_threads;
     // Replicas are on loopback: probing a starting one often costs nothing and takes a
     // cold start's last wait from up to 200 ms down to 25 ms.
     activator_config.probe_period = Duration::from_millis(25);
