@@ -81,8 +81,9 @@ pub(crate) async fn serve(
                 let worker = least_loaded(&workers);
                 worker.load.fetch_add(1, Ordering::Relaxed);
                 if worker.connections.send((stream, peer)).await.is_err() {
-                    worker.load.fetch_sub(1, Ordering::Relaxed);
-                    tracing::warn!("a serving thread is gone; connection dropped");
+                    // Its thread is gone (a panic): it is never picked again.
+                    worker.load.store(usize::MAX / 2, Ordering::Relaxed);
+                    tracing::error!("a serving thread is gone; connection dropped");
                 }
             }
             _ = &mut shutdown => break,

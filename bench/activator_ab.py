@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Builds side by side on a noisy machine: each given `serval` binary runs its own
+`serval dev` with the same nginx-backed service, and every round runs wrk against nginx
+directly and then through each build's activator + queue-proxy, back to back. Each build's
+throughput is reported as the median of its per-round ratios to direct, and each process's
+CPU per request (utime + stime over the run) also relative to the nginx backend's in the
+same run: the machine's speed drifts between runs, the proportions much less.
+
+usage: bench/activator_ab.py [--rounds 8] [--duration 4] [--concurrency 32]
+                             [--env NAME=VALUE ...] BINARY[:LABEL[:DEV FLAGS]] ...
+
+e.g. bench/activator_ab.py target/release/serval:one-thread \
+         target/release/serval:two-threads:--activator-threads=2
+"""
+import argparse, os, re, statistics, subprocess, sys, tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import activator as bench  # noqa: E402  (the nginx config, manifest and wrk helpers)
+
+HOST = "bench.default.example.com"
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process (all its threads), or 0 once it is gone."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def descendants(pid):
+    found = []
+    for child in children(pid):
+        found.append(child)
+        found.extend(descendants(child))
+    return found
+
+
+def comm(pid):
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return "?"
+
+
+def measure(url, host, conns, duration, roles):
+    """wrk for `duration` seconds; req/s and, per role, CPU µs per request."""
+    before = {role: sum(cpu_ticks(p) for p in pids) for role, pids in roles.items()}
+    r = bench.wrk(url, conns, duration, host)
+    tick = os.sysconf("SC_CLK_TCK")
+    requests = r["rps"] * duration
+    cpu = {role: (sum(cpu_ticks(p) for p in pids) - before[role]) / tick / requests * 1e6
+           for role, pids in roles.items()}
+    return r, cpu
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("builds", nargs="+",
+                    help="BINARY[:LABEL[:FLAGS]]: a serval binary, its label, flags for its serval dev")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for every serval dev")
+    args = ap.parse_args()
+    env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.env))
+    work = tempfile.mkdtemp(prefix="serval-bench-ab-")
+    template = os.path.join(work, "nginx.tmpl")
+    open(template, "w").write(bench.NGINX.format(work=work))
+    serve = (f"sed s/PORT/$PORT/g {template} > {work}/nginx-$PORT.conf && "
+             f"exec nginx -c {work}/nginx-$PORT.conf -p {work}")
+    manifests = os.path.join(work, "manifests")
+    os.makedirs(manifests)
+    open(os.path.join(manifests, "bench.yaml"), "w").write(
+        bench.MANIFEST.format(name="bench", min=1, max=1, command=serve))
+    direct_port = bench.free_port()
+    direct_conf = os.path.join(work, f"nginx-{direct_port}.conf")
+    open(direct_conf, "w").write(open(template).read().replace("PORT", str(direct_port)))
+    nginx = subprocess.Popen(["nginx", "-c", direct_conf, "-p", work], stderr=subprocess.DEVNULL)
+    procs = [nginx]
+    paths = []  # (label, url, host, roles)
+    try:
+        bench.wait_for(lambda: len(children(nginx.pid)) > 0, 10, "nginx")
+        paths.append(("direct", f"http://127.0.0.1:{direct_port}/", None,
+                      {"nginx": [nginx.pid] + children(nginx.pid)}))
+        for i, build in enumerate(args.builds):
+            binary, label, flags = (build.split(":", 2) + ["", ""])[:3]
+            port = bench.free_port()
+            dev = subprocess.Popen([binary, "dev", f"--listen=127.0.0.1:{port}",
+                                    f"--log-dir={work}/logs-{i}", *flags.split(), manifests],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            procs.append(dev)
+            url = f"http://127.0.0.1:{port}/"
+            bench.wait_for(lambda: answers(url), 60, f"{binary}'s activator path")
+            family = descendants(dev.pid)
+            roles = {"activator": [dev.pid],
+                     "queue-proxy": [p for p in family if comm(p).startswith("serval-queue")],
+                     "nginx": [p for p in family if comm(p) == "nginx"]}
+            paths.append((label or binary, url, HOST, roles))
+        results = {label: [] for label, *_ in paths}
+        for round_ in range(args.rounds):
+            for label, url, host, roles in paths:
+                bench.wrk(url, args.concurrency, 1, host)
+                r, cpu = measure(url, host, args.concurrency, args.duration, roles)
+                results[label].append((r, cpu))
+                print(f"round {round_ + 1}/{args.rounds} {label}: {r['rps']:.0f} req/s",
+                      file=sys.stderr, flush=True)
+        report(results, args)
+    finally:
+        for p in procs:
+            p.send_signal(2)
+        for p in procs:
+            try:
+                p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def answers(url):
+    import urllib.request
+    try:
+        request = urllib.request.Request(url, headers={"Host": HOST})
+        return urllib.request.urlopen(request, timeout=2).status == 200
+    except Exception:
+        return False
+
+
+def report(results, args):
+    direct = results["direct"]
+    print(f"concurrency {args.concurrency}, {args.rounds} rounds of {args.duration} s, "
+          "medians (min–max)\n")
+    print("| path | req/s | vs direct | p50 added µs | activator CPU µs/req | queue-proxy CPU µs/req "
+          "| backend nginx CPU µs/req | activator CPU / nginx CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, runs in results.items():
+        rps = statistics.median(r["rps"] for r, _ in runs)
+        ratios = [r["rps"] / d["rps"] for (r, _), (d, _) in zip(runs, direct)]
+        added = statistics.median((r["p50"] - d["p50"]) * 1000 for (r, _), (d, _) in zip(runs, direct))
+
+        def cell(role):
+            values = [cpu[role] for _, cpu in runs if role in cpu]
+            return f"{statistics.median(values):.1f}" if values else "-"
+        relative = [cpu["activator"] / cpu["nginx"] for _, cpu in runs
+                    if "activator" in cpu and cpu.get("nginx")]
+        print(f"| {label} | {rps:.0f} | {statistics.median(ratios):.2f}x "
+              f"({min(ratios):.2f}–{max(ratios):.2f}) | {added:.0f} | {cell('activator')} | "
+              f"{cell('queue-proxy')} | {cell('nginx')} | "
+              + (f"{statistics.median(relative):.2f} ({min(relative):.2f}–{max(relative):.2f})"
+                 if relative else "-") + " |")
+
+
+if __name__ == "__main__":
+    main()
