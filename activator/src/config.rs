@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// More serving threads than this is a typo, not a machine.
+const MAX_SERVE_THREADS: usize = 1024;
+
 /// How `serval activator` is configured.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
@@ -87,6 +90,12 @@ impl Config {
         if self.domain.is_empty() || self.domain.starts_with('.') {
             return Err(format!("--domain {:?} is not a domain", self.domain));
         }
+        if self.serve_threads > MAX_SERVE_THREADS {
+            return Err(format!(
+                "--serve-threads {} is more than {MAX_SERVE_THREADS}",
+                self.serve_threads
+            ));
+        }
         if self.max_concurrent_streams == 0 {
             return Err("--max-concurrent-streams must be at least 1".into());
         }
@@ -120,5 +129,10 @@ mod tests {
             ..embedded
         };
         assert!(bad.validate().unwrap_err().contains("--probe-period"));
+        let bad = Config {
+            serve_threads: 100_000,
+            ..Config::new(parsed.listen)
+        };
+        assert!(bad.validate().unwrap_err().contains("--serve-threads"));
     }
 }

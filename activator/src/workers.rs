@@ -2,7 +2,8 @@
 //! least-loaded of N worker threads, and each worker runs its connections on a
 //! single-threaded runtime with its own forwarding pool. A request, its upstream connection
 //! and their tasks then stay on one thread: no work-stealing bookkeeping and no cross-thread
-//! wakeups between a request and its upstream connection. Only the throttler (a slot on a pod, the line at zero) is shared between threads.
+//! wakeups between a request and its upstream connection. Only the throttler (a slot on a
+//! pod, the line at zero) is shared between threads.
 
 use std::future::Future;
 use std::net::SocketAddr;
