@@ -63,6 +63,32 @@ def wait_for(pred, timeout, what):
         time.sleep(0.1)
     sys.exit(f"timed out waiting for {what}")
 
+def nginx_service(work, max_replicas):
+    """In `work`: a manifests dir whose service `bench` runs nginx returning a constant (one
+    replica at least), and the config of one more nginx for the direct path. Returns
+    (manifests dir, direct port, direct nginx config)."""
+    template = os.path.join(work, "nginx.tmpl")
+    open(template, "w").write(NGINX.format(work=work))
+    serve = f"sed s/PORT/$PORT/g {template} > {work}/nginx-$PORT.conf && exec nginx -c {work}/nginx-$PORT.conf -p {work}"
+    manifests = os.path.join(work, "manifests")
+    os.makedirs(manifests)
+    open(os.path.join(manifests, "bench.yaml"), "w").write(
+        MANIFEST.format(name="bench", min=1, max=max_replicas, command=serve))
+    direct_port = free_port()
+    direct_conf = os.path.join(work, f"nginx-{direct_port}.conf")
+    open(direct_conf, "w").write(open(template).read().replace("PORT", str(direct_port)))
+    return manifests, direct_port, direct_conf
+
+def stop_all(procs):
+    """SIGINT to every process (serval dev drains), then wait; kill what outlives 40 s."""
+    for p in procs:
+        p.send_signal(2)
+    for p in procs:
+        try:
+            p.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--serval", default="target/release/serval")
@@ -71,15 +97,7 @@ def main():
     ap.add_argument("--held", type=int, default=10000)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="serval-bench-act-")
-    template = os.path.join(work, "nginx.tmpl")
-    open(template, "w").write(NGINX.format(work=work))
-    serve = f"sed s/PORT/$PORT/g {template} > {work}/nginx-$PORT.conf && exec nginx -c {work}/nginx-$PORT.conf -p {work}"
-    manifests = os.path.join(work, "manifests")
-    os.makedirs(manifests)
-    open(os.path.join(manifests, "bench.yaml"), "w").write(MANIFEST.format(name="bench", min=1, max=0, command=serve))
-    direct_port = free_port()
-    direct_conf = os.path.join(work, f"nginx-{direct_port}.conf")
-    open(direct_conf, "w").write(open(template).read().replace("PORT", str(direct_port)))
+    manifests, direct_port, direct_conf = nginx_service(work, max_replicas=0)
     procs = [subprocess.Popen(["nginx", "-c", direct_conf, "-p", work], stderr=subprocess.DEVNULL)]
     port = free_port()
     dev_log = os.path.join(work, "dev.log")
@@ -122,13 +140,7 @@ def main():
             print(f"| {name} | {conns} | {r['rps']:.0f} | {r['p50']:.3f} | {r['p99']:.3f} | "
                   f"{r['rps'] / d['rps']:.2f}x | {(r['p50'] - d['p50']) * 1000:.0f} | {r['non2xx']} |")
     finally:
-        for p in procs:
-            p.send_signal(2)
-        for p in procs:
-            try:
-                p.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
     if args.held > 0:
         held_memory(args.serval, args.held, work)
 

@@ -12,7 +12,7 @@ usage: bench/activator_ab.py [--rounds 8] [--duration 4] [--concurrency 32]
 e.g. bench/activator_ab.py target/release/serval:one-thread \
          target/release/serval:two-threads:--activator-threads=2
 """
-import argparse, os, re, statistics, subprocess, sys, tempfile
+import argparse, os, statistics, subprocess, sys, tempfile, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import activator as bench  # noqa: E402  (the nginx config, manifest and wrk helpers)
@@ -72,17 +72,7 @@ def main():
     args = ap.parse_args()
     env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.env))
     work = tempfile.mkdtemp(prefix="serval-bench-ab-")
-    template = os.path.join(work, "nginx.tmpl")
-    open(template, "w").write(bench.NGINX.format(work=work))
-    serve = (f"sed s/PORT/$PORT/g {template} > {work}/nginx-$PORT.conf && "
-             f"exec nginx -c {work}/nginx-$PORT.conf -p {work}")
-    manifests = os.path.join(work, "manifests")
-    os.makedirs(manifests)
-    open(os.path.join(manifests, "bench.yaml"), "w").write(
-        bench.MANIFEST.format(name="bench", min=1, max=1, command=serve))
-    direct_port = bench.free_port()
-    direct_conf = os.path.join(work, f"nginx-{direct_port}.conf")
-    open(direct_conf, "w").write(open(template).read().replace("PORT", str(direct_port)))
+    manifests, direct_port, direct_conf = bench.nginx_service(work, max_replicas=1)
     nginx = subprocess.Popen(["nginx", "-c", direct_conf, "-p", work], stderr=subprocess.DEVNULL)
     procs = [nginx]
     paths = []  # (label, url, host, roles)
@@ -114,17 +104,10 @@ def main():
                       file=sys.stderr, flush=True)
         report(results, args)
     finally:
-        for p in procs:
-            p.send_signal(2)
-        for p in procs:
-            try:
-                p.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        bench.stop_all(procs)
 
 
 def answers(url):
-    import urllib.request
     try:
         request = urllib.request.Request(url, headers={"Host": HOST})
         return urllib.request.urlopen(request, timeout=2).status == 200

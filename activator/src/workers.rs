@@ -22,7 +22,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tower::ServiceExt;
 
-use crate::body::RequestBody;
 use crate::layers::headers::ClientAddr;
 use crate::server::Stack;
 
@@ -198,7 +197,7 @@ async fn serve_connections(
         };
         let stack = stack.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let mut request: Request<RequestBody> = request.map(|b| b.map_err(Into::into).boxed());
+            let mut request = request.map(|b| b.map_err(Into::into).boxed());
             request.extensions_mut().insert(ClientAddr(peer));
             stack.clone().oneshot(request)
         });
@@ -228,7 +227,7 @@ mod tests {
     use tower::util::BoxCloneSyncService;
 
     use super::*;
-    use crate::body::ProxyBody;
+    use crate::body::{ProxyBody, RequestBody};
 
     fn text(body: String) -> ProxyBody {
         Full::new(Bytes::from(body))
@@ -282,25 +281,31 @@ mod tests {
         }
     }
 
-    async fn listener() -> (TcpListener, SocketAddr) {
+    /// Serves on `threads` threads with [`thread_name_stack`]; serving stops once the
+    /// sender is used or dropped.
+    async fn start(
+        threads: usize,
+        delay: Duration,
+        drain_timeout: Duration,
+    ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        (listener, addr)
-    }
-
-    #[tokio::test]
-    async fn connections_go_to_the_least_loaded_serving_thread() {
-        let (listener, addr) = listener().await;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(
             listener,
-            2,
-            || thread_name_stack(Duration::ZERO),
-            settings(Duration::from_secs(5)),
+            threads,
+            move || thread_name_stack(delay),
+            settings(drain_timeout),
             async move {
                 let _ = stopped.await;
             },
         ));
+        (addr, stop, server)
+    }
+
+    #[tokio::test]
+    async fn connections_go_to_the_least_loaded_serving_thread() {
+        let (addr, stop, server) = start(2, Duration::ZERO, Duration::from_secs(5)).await;
         let mut names = Vec::new();
         let mut open = Vec::new();
         // Connections stay open, so each new one finds the other thread less loaded.
@@ -322,17 +327,8 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_finishes_requests_in_flight_and_stops_accepting() {
-        let (listener, addr) = listener().await;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            listener,
-            2,
-            || thread_name_stack(Duration::from_millis(300)),
-            settings(Duration::from_secs(5)),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (addr, stop, server) =
+            start(2, Duration::from_millis(300), Duration::from_secs(5)).await;
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let in_flight = tokio::spawn(async move { get(&mut stream).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -353,17 +349,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_past_the_drain_timeout_is_dropped_and_serving_ends() {
-        let (listener, addr) = listener().await;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            listener,
-            1,
-            || thread_name_stack(Duration::from_secs(3600)),
-            settings(Duration::from_millis(200)),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (addr, stop, server) =
+            start(1, Duration::from_secs(3600), Duration::from_millis(200)).await;
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let in_flight = tokio::spawn(async move { get(&mut stream).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
