@@ -326,6 +326,31 @@ impl ApiServer {
         }
     }
 
+    /// Waits until every CustomResourceDefinition in `crds` (names like
+    /// `inferenceservices.serving.kserve.io`) is Established. `kubectl wait` fails at once,
+    /// instead of waiting, while a fresh CRD has no `status.conditions` yet, so it is asked
+    /// again until the deadline.
+    pub fn wait_established(&self, crds: &[&str]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let args: Vec<String> = ["wait", "--for=condition=Established", "--timeout=30s"]
+            .into_iter()
+            .map(String::from)
+            .chain(crds.iter().map(|c| format!("crd/{c}")))
+            .collect();
+        loop {
+            let waited = self.kubectl(&args, "");
+            if waited.code == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kubectl wait: {}",
+                waited.stderr
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     /// `kubectl apply -f -` of `yaml`; panics with kubectl's message when refused.
     pub fn apply(&self, yaml: &str) {
         let out = self.kubectl(["apply", "-f", "-"], yaml);

@@ -41,16 +41,7 @@ async fn a_request_at_zero_is_held_scaled_for_and_served_on_kubernetes() {
         .output()
         .unwrap();
     api.apply(&String::from_utf8(crds.stdout).unwrap());
-    let established = api.kubectl(
-        [
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/inferenceservices.serving.kserve.io",
-        ],
-        "",
-    );
-    assert_eq!(established.code, 0, "{}", established.stderr);
+    api.wait_established(&["inferenceservices.serving.kserve.io"]);
 
     // The controller's part: the service, its revision Deployment at zero, and the
     // traffic it publishes in the service's status.

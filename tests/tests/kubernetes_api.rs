@@ -35,15 +35,7 @@ fn serval_crds() -> String {
 fn install_crds(server: &ApiServer) -> String {
     let applied = server.kubectl(["apply", "-f", "-"], &serval_crds());
     assert_eq!(applied.code, 0, "kubectl apply: {}", applied.stderr);
-    let crds: Vec<String> = CRDS.iter().map(|c| format!("crd/{c}")).collect();
-    let waited = server.kubectl(
-        ["wait", "--for=condition=Established", "--timeout=60s"]
-            .into_iter()
-            .map(String::from)
-            .chain(crds),
-        "",
-    );
-    assert_eq!(waited.code, 0, "kubectl wait: {}", waited.stderr);
+    server.wait_established(&CRDS);
     applied.stdout
 }
 
