@@ -97,6 +97,7 @@ pub mod apiserver;
 pub mod backend;
 pub mod http_client;
 pub mod otlp;
+pub mod readme;
 
 /// A free TCP port on loopback (bound and released; good enough for tests on one machine).
 pub fn free_port() -> u16 {
