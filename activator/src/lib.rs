@@ -36,7 +36,7 @@ pub use config::Config;
 pub use endpoints::{Endpoints, EndpointsSnapshot, LocalEndpoints, PodEndpoint};
 pub use error::ActivatorError;
 pub use routes::{
-    apply_annotations, revision_settings, Component, RateLimit, RevisionSettings, RouteError,
-    RouteTable, ServiceRoute, TrafficTarget, REVISION_TAG_HEADER,
+    apply_annotations, revision_settings, service_route, Component, RateLimit, RevisionSettings,
+    RouteError, RouteTable, ServiceRoute, TrafficTarget, REVISION_TAG_HEADER,
 };
 pub use server::{run, Activator, ServeError};

@@ -3,3 +3,4 @@
 //! by `serval dev`), and writes status from what it observed.
 
 pub mod local;
+pub mod rollout;

@@ -3,7 +3,6 @@
 //! private Service, and the autoscaler is reached over HTTP. Revisions are named
 //! `<namespace>/<revision>`, as the autoscaler names them.
 
-mod routes;
 mod slices;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,7 +20,7 @@ use serval_api::revision::REVISION_LABEL;
 pub use slices::HTTP_PORT_NAME;
 
 use crate::endpoints::{LocalEndpoints, PodEndpoint};
-use crate::routes::RouteTable;
+use crate::routes::{service_route, RouteTable};
 use crate::{Config, HttpAutoscaler, ServeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +103,7 @@ async fn sync_routes(client: Client, namespace: Option<String>, routes: Arc<Rout
             Event::Init => listing = Some(HashSet::new()),
             Event::InitApply(isvc) | Event::Apply(isvc) => {
                 let Some(key) = key_of(&isvc) else { continue };
-                match routes::service_route(&isvc) {
+                match service_route(&isvc) {
                     Some(route) => match routes.upsert(route) {
                         Ok(()) => {
                             routed.insert(key.clone());

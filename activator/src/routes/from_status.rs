@@ -6,10 +6,10 @@ use serval_api::component::ComponentExtensionSpec;
 use serval_api::inference_service::InferenceService;
 use serval_api::status::ComponentStatus;
 
-use crate::routes::{apply_annotations, revision_settings, Component, ServiceRoute, TrafficTarget};
+use super::{apply_annotations, revision_settings, Component, ServiceRoute, TrafficTarget};
 
 /// The service's route, or `None` while no component has a revision to send traffic to.
-pub(crate) fn service_route(isvc: &InferenceService) -> Option<ServiceRoute> {
+pub fn service_route(isvc: &InferenceService) -> Option<ServiceRoute> {
     let namespace = isvc.metadata.namespace.clone()?;
     let name = isvc.metadata.name.clone()?;
     let status = isvc.status.as_ref()?;

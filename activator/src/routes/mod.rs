@@ -11,9 +11,11 @@ use crate::layers::rate_limit::Limiter;
 use crate::split;
 
 mod from_spec;
+mod from_status;
 mod resolve;
 
 pub use from_spec::{apply_annotations, revision_settings};
+pub use from_status::service_route;
 
 pub(crate) use resolve::{RequestTarget, Resolved};
 

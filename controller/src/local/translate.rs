@@ -1,10 +1,13 @@
-//! Turning an InferenceService's predictor into local processes: the ServingRuntime is
-//! chosen as on Kubernetes, its container becomes a command on this machine, and the model
-//! comes from a local directory instead of a storage initializer.
+//! Turning an InferenceService's components into local processes: the predictor's
+//! ServingRuntime is chosen as on Kubernetes, its container becomes a command on this
+//! machine, and the model comes from a local directory instead of a storage initializer;
+//! transformers and explainers run their own container's command.
 
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Container;
+use serval_api::component::ComponentExtensionSpec;
+use serval_api::inference_service::ComponentKind;
 use serval_api::predictor::{ModelSpec, PredictorImplementation};
 use serval_api::runtime_selection::{select_runtime, RuntimeSelectionError};
 use serval_api::serving_runtime::{render_arg, TemplateError};
@@ -27,6 +30,10 @@ pub enum TranslateError {
     RemoteStorage { path: &'static str, uri: String },
     #[error("{path}: model directory {dir} does not exist")]
     MissingModel { path: &'static str, dir: PathBuf },
+    #[error("{path}: needs a container whose command runs on this machine")]
+    NoContainer { path: &'static str },
+    #[error("{path}: runs only from its image on a cluster; locally, give the component `containers` with a command that runs on this machine")]
+    ImageOnly { path: &'static str },
     #[error("runtime {runtime:?}: container has neither command nor args to run locally")]
     NothingToRun { runtime: String },
     #[error("runtime {runtime:?}: {source}")]
@@ -161,14 +168,7 @@ pub fn predictor_replica_spec(
         .collect();
     // A user's own server learns its port the twelve-factor way.
     env.push(("PORT".into(), "{http_port}".into()));
-    let component = &predictor.component;
-    let mut queue_proxy_args = vec![format!(
-        "--container-concurrency={}",
-        component.container_concurrency.unwrap_or(0).max(0)
-    )];
-    if let Some(timeout) = component.timeout_seconds {
-        queue_proxy_args.push(format!("--request-timeout={timeout}s"));
-    }
+    let mut queue_proxy_args = queue_proxy_args(&predictor.component);
     if serval_runtime {
         queue_proxy_args.push("--probe-path=/v2/health/ready".into());
     }
@@ -177,6 +177,97 @@ pub fn predictor_replica_spec(
         runtime_command: command,
         runtime_env: env,
         queue_proxy_args,
+    })
+}
+
+/// The queue-proxy flags a component's KServe fields set.
+fn queue_proxy_args(component: &ComponentExtensionSpec) -> Vec<String> {
+    let mut args = vec![format!(
+        "--container-concurrency={}",
+        component.container_concurrency.unwrap_or(0).max(0)
+    )];
+    if let Some(timeout) = component.timeout_seconds {
+        args.push(format!("--request-timeout={timeout}s"));
+    }
+    args
+}
+
+/// A transformer's or explainer's processes: its first container as a local command, given
+/// what KServe gives it (`--model_name`, `--predictor_host`, `--http_port`), so KServe's own
+/// transformer and explainer code runs unchanged. `predictor_host` is where the predictor is
+/// reached, through the activator.
+pub fn companion_replica_spec(
+    isvc: &InferenceService,
+    kind: ComponentKind,
+    revision: &str,
+    predictor_host: &str,
+) -> Result<ReplicaSpec, TranslateError> {
+    let spec = &isvc.spec;
+    let (pod, component, path) = match kind {
+        ComponentKind::Transformer => {
+            let t = spec
+                .transformer
+                .as_ref()
+                .ok_or(TranslateError::NoImplementation)?;
+            (&t.pod, &t.component, "spec.transformer.containers")
+        }
+        ComponentKind::Explainer => {
+            let e = spec
+                .explainer
+                .as_ref()
+                .ok_or(TranslateError::NoImplementation)?;
+            if e.art.is_some() {
+                return Err(TranslateError::ImageOnly {
+                    path: "spec.explainer.art",
+                });
+            }
+            (&e.pod, &e.component, "spec.explainer.containers")
+        }
+        ComponentKind::Predictor => return Err(TranslateError::NoImplementation),
+    };
+    let container = pod
+        .containers
+        .iter()
+        .flatten()
+        .next()
+        .ok_or(TranslateError::NoContainer { path })?;
+    let render = |arg: &String| {
+        render_arg(arg, &isvc.metadata).map_err(|source| TranslateError::Template {
+            runtime: path.to_string(),
+            source,
+        })
+    };
+    let mut command: Vec<String> = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .map(render)
+        .collect::<Result<_, _>>()?;
+    if command.is_empty() {
+        return Err(TranslateError::NoContainer { path });
+    }
+    let name = isvc.metadata.name.clone().unwrap_or_default();
+    command.extend([
+        "--model_name".to_string(),
+        name,
+        "--predictor_host".to_string(),
+        predictor_host.to_string(),
+        "--http_port".to_string(),
+        "{http_port}".to_string(),
+    ]);
+    let mut env: Vec<(String, String)> = container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+        .collect();
+    env.push(("PORT".into(), "{http_port}".into()));
+    Ok(ReplicaSpec {
+        revision: revision.to_string(),
+        runtime_command: command,
+        runtime_env: env,
+        queue_proxy_args: queue_proxy_args(component),
     })
 }
 

@@ -5,31 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serval_api::manifest::{parse_documents, Resource};
-use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
+use serval_controller::local::{LocalManifests, LocalService};
 
-/// An InferenceService and the directory its manifest came from (for relative model paths).
-#[derive(Clone, Debug)]
-pub(crate) struct LoadedService {
-    pub(crate) isvc: InferenceService,
-    pub(crate) dir: PathBuf,
-}
-
-impl LoadedService {
-    pub(crate) fn namespace(&self) -> &str {
-        self.isvc.metadata.namespace.as_deref().unwrap_or("default")
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        self.isvc.metadata.name.as_deref().unwrap_or_default()
-    }
-}
-
+/// The manifests as read, and one line per problem, naming the file and the field.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Loaded {
-    pub(crate) services: Vec<LoadedService>,
-    pub(crate) runtimes: Vec<ServingRuntime>,
-    pub(crate) cluster_runtimes: Vec<ClusterServingRuntime>,
-    /// One line per problem, naming the file and the field.
+    pub(crate) manifests: LocalManifests,
     pub(crate) problems: Vec<String>,
 }
 
@@ -74,13 +55,15 @@ fn load_file(file: &Path, loaded: &mut Loaded) {
         }
         match doc.resource {
             Some(Resource::InferenceService(isvc)) => {
-                loaded.services.push(LoadedService {
+                loaded.manifests.services.push(LocalService {
                     isvc: *isvc,
                     dir: dir.clone(),
                 });
             }
-            Some(Resource::ServingRuntime(rt)) => loaded.runtimes.push(*rt),
-            Some(Resource::ClusterServingRuntime(rt)) => loaded.cluster_runtimes.push(*rt),
+            Some(Resource::ServingRuntime(rt)) => loaded.manifests.runtimes.push(*rt),
+            Some(Resource::ClusterServingRuntime(rt)) => {
+                loaded.manifests.cluster_runtimes.push(*rt)
+            }
             None => {}
         }
     }

@@ -1,24 +1,25 @@
 //! `serval dev`: the whole platform on one machine — the activator on a local port, the
-//! autoscaler and the process supervisor in this process, and one queue-proxy + runtime
-//! process pair per replica. Editing a manifest rolls out a new revision.
+//! autoscaler and the controller's local reconciler in this process, and one queue-proxy +
+//! runtime process pair per replica. Editing a manifest rolls out a new revision.
 
 mod manifests;
-mod services;
+mod platform;
 mod view;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use serval_activator::{Activator, InProcessAutoscaler, LocalEndpoints, PodEndpoint, RouteTable};
 use serval_autoscaler::live::{Autoscaler, PodTarget, ScaleError, Scaler};
 use serval_autoscaler::AutoscalerConfig;
-use serval_controller::local::{QueueProxyCommand, Supervisor};
+use serval_controller::local::{LocalPlatform, LocalReconciler, QueueProxyCommand, Supervisor};
 
-use services::Services;
+use platform::DevPlatform;
+use view::ServiceRow;
 
 /// Flags of `serval dev`.
 #[derive(clap::Args, Debug)]
@@ -125,19 +126,23 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
 
-    let mut services = Services::new(
+    let platform = DevPlatform {
         config,
-        serval_bin,
+        autoscaler: autoscaler.clone(),
+        routes: routes.clone(),
+    };
+    let mut services = LocalReconciler::new(
         supervisor.clone(),
-        autoscaler.clone(),
-        routes.clone(),
+        platform,
+        serval_bin,
         args.listen,
+        args.domain.clone(),
     );
     let loaded = manifests::load(&args.manifests);
     for problem in &loaded.problems {
         eprintln!("{problem}");
     }
-    services.apply(&loaded);
+    services.load(loaded.manifests, SystemTime::now());
     if services.is_empty() {
         anyhow::bail!("no valid InferenceService to serve in {:?}", args.manifests);
     }
@@ -182,10 +187,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
                     for problem in &loaded.problems {
                         eprintln!("{problem}");
                     }
-                    services.apply(&loaded);
+                    services.load(loaded.manifests, SystemTime::now());
                 }
-                services.advance_rollouts().await;
-                view.show(&services.rows(&activator));
+                services.reconcile(SystemTime::now());
+                view.show(&rows(&services, &autoscaler, &supervisor, &activator, args.listen));
             }
         }
     }
@@ -241,4 +246,49 @@ async fn sync_pods<S: Scaler>(
             changed = revisions.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// The live view's rows: per service, each revision that takes traffic (and one rolling out).
+fn rows<P: LocalPlatform, S: Scaler>(
+    services: &LocalReconciler<P>,
+    autoscaler: &Autoscaler<S>,
+    supervisor: &Supervisor,
+    activator: &Activator,
+    listen: SocketAddr,
+) -> Vec<ServiceRow> {
+    let views = autoscaler.views();
+    let mut rows = Vec::new();
+    for isvc in services.services() {
+        let namespace = isvc.metadata.namespace.as_deref().unwrap_or("default");
+        let name = isvc.metadata.name.as_deref().unwrap_or_default();
+        let url = format!("http://{listen}/serving/{namespace}/{name}/");
+        let Some(status) = &isvc.status else { continue };
+        for component in status.components.values() {
+            let mut shown: Vec<(String, Option<i64>)> = component
+                .traffic
+                .iter()
+                .filter_map(|t| Some((t.revision_name.clone()?, t.percent)))
+                .collect();
+            if let Some(latest) = &component.latest_created_revision {
+                if !shown.iter().any(|(r, _)| r == latest) {
+                    shown.push((latest.clone(), None));
+                }
+            }
+            for (revision, percent) in shown {
+                let key = format!("{namespace}/{revision}");
+                let replicas = supervisor.replicas(&key);
+                rows.push(ServiceRow {
+                    service: format!("{namespace}/{name}"),
+                    url: url.clone(),
+                    percent,
+                    replicas: replicas.len(),
+                    ready: replicas.iter().filter(|r| r.ready).count(),
+                    queued: activator.queued(&key),
+                    decision: views.iter().find(|v| v.revision == key).cloned(),
+                    revision: key,
+                });
+            }
+        }
+    }
+    rows
 }

@@ -7,12 +7,14 @@ use std::io::{IsTerminal, Write};
 
 use serval_autoscaler::live::RevisionView;
 
-/// One InferenceService's row.
+/// One revision's row: each revision that takes traffic, and one that is rolling out.
 #[derive(Clone, Debug)]
 pub(crate) struct ServiceRow {
     pub(crate) service: String,
     pub(crate) url: String,
     pub(crate) revision: String,
+    /// Its share of its component's traffic (`None` while it rolls out).
+    pub(crate) percent: Option<i64>,
     pub(crate) replicas: usize,
     pub(crate) ready: usize,
     pub(crate) queued: usize,
@@ -47,8 +49,11 @@ impl LiveView {
             ),
             None => ("-".to_string(), "", "", String::new()),
         };
+        let share = row
+            .percent
+            .map_or_else(|| "new".to_string(), |p| format!("{p}%"));
         format!(
-            "{:<28} {:<34} ready {}/{} (desired {desired}{panic}) held {:<5} {load} {} | {reason}",
+            "{:<28} {:<34} {share:>4} ready {}/{} (desired {desired}{panic}) held {:<5} {load} {} | {reason}",
             row.service, row.revision, row.ready, row.replicas, row.queued, row.url
         )
     }
@@ -65,9 +70,10 @@ impl LiveView {
         } else {
             for row in rows {
                 let line = Self::line(row);
-                if self.last.get(&row.service) != Some(&line) {
+                let key = format!("{} {}", row.service, row.revision);
+                if self.last.get(&key) != Some(&line) {
                     let _ = writeln!(out, "{line}");
-                    self.last.insert(row.service.clone(), line);
+                    self.last.insert(key, line);
                 }
             }
         }
