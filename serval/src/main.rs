@@ -4,6 +4,7 @@
 
 mod activator;
 mod autoscaler;
+mod controller;
 mod dev;
 mod validate;
 
@@ -51,16 +52,9 @@ enum Command {
     /// revision Deployments through their /scale subresource).
     Autoscaler(autoscaler::AutoscalerArgs),
     /// Reconcile InferenceServices into revisions, pods and routes on Kubernetes.
-    Controller(Pending),
+    Controller(Box<controller::ControllerArgs>),
     /// Replay a request trace through the autoscaler and compare scaling policies.
     Simulate(Box<serval_simulations::SimulateArgs>),
-}
-
-/// Arguments of a role that is not built yet, accepted so scripts get a clear message.
-#[derive(clap::Args, Debug)]
-struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -85,10 +79,7 @@ fn main() -> ExitCode {
         }
         Command::Activator(args) => serve("activator", activator::run(*args)),
         Command::Autoscaler(args) => serve("autoscaler", autoscaler::run(args)),
-        Command::Controller(_) => pending(
-            "controller",
-            "reconcile InferenceServices into revisions and pods on Kubernetes",
-        ),
+        Command::Controller(args) => serve("controller", controller::run(*args)),
         Command::Simulate(args) => match serval_simulations::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -97,9 +88,4 @@ fn main() -> ExitCode {
             }
         },
     }
-}
-
-fn pending(role: &str, will: &str) -> ExitCode {
-    eprintln!("serval {role}: not available in this version yet; it will {will}.");
-    ExitCode::from(2)
 }

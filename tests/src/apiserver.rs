@@ -254,10 +254,11 @@ impl ApiServer {
             format!("--secure-port={secure_port}"),
             format!("--tls-cert-file={}", file("apiserver.crt")),
             format!("--tls-private-key-file={}", file("apiserver.key")),
-            // One user, in system:masters, with a static token; every request is allowed
-            // (1.20 turns anonymous access off under AlwaysAllow, hence the token).
+            // One user, in system:masters, with a static token. RBAC is enforced, as on a
+            // real cluster: that user may do anything (and impersonate service accounts, so
+            // a Serval role can run with exactly the chart's permissions).
             format!("--token-auth-file={}", file("tokens.csv")),
-            "--authorization-mode=AlwaysAllow".into(),
+            "--authorization-mode=RBAC".into(),
             // 1.20 requires a token signer even when no service-account token is minted.
             "--service-account-issuer=https://kubernetes.default.svc".into(),
             format!("--service-account-key-file={}", file("sa.key")),
@@ -366,15 +367,41 @@ impl ApiServer {
         scale["spec"]["replicas"].as_i64().unwrap_or(0)
     }
 
+    /// A kubeconfig that acts as the service account `namespace/name` (the admin user
+    /// impersonates it), so RBAC gives it exactly what its Roles grant.
+    pub fn kubeconfig_as(&self, namespace: &str, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("read the kubeconfig");
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let impersonating = text.replacen(
+            "    token: ",
+            &format!(
+                "    as: {user}\n    as-groups: [system:serviceaccounts, \"system:serviceaccounts:{namespace}\", system:authenticated]\n    token: "
+            ),
+            1,
+        );
+        let path = self.dir.join(format!("kubeconfig-{namespace}-{name}"));
+        std::fs::write(&path, impersonating).expect("write the kubeconfig");
+        path
+    }
+
     /// Starts `serval <args>` talking to this server (`KUBECONFIG`); killed on drop.
     pub fn serval<I, S>(&self, args: I) -> ServalRole
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        self.serval_with(&self.kubeconfig, args)
+    }
+
+    /// Starts `serval <args>` with the given kubeconfig; killed on drop.
+    pub fn serval_with<I, S>(&self, kubeconfig: &Path, args: I) -> ServalRole
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let child = Command::new(crate::serval_bin())
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .spawn()
@@ -553,7 +580,14 @@ fn log_file(dir: &Path, name: &str) -> std::fs::File {
 
 /// A blocking HTTP/1.0 request (so the answer is neither chunked nor kept alive):
 /// (status, body).
-fn http_request(base: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+/// `method path` with a JSON `body` against a plain-HTTP server at `base` (`http://host:port`):
+/// (status, body).
+pub fn http_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
     let addr = base.strip_prefix("http://").ok_or("not an http:// URL")?;
     let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream

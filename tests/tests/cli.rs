@@ -138,22 +138,16 @@ fn validate_reports_unreadable_input_without_panicking() {
 }
 
 #[test]
-fn the_controller_is_not_built_yet_and_says_so() {
-    let (code, _, stderr) = run_serval(["controller", "--some-flag"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("serval controller: not available"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn kubernetes_roles_without_a_cluster_say_so_in_one_line() {
-    for role in ["autoscaler", "activator"] {
+    for (role, listen) in [
+        ("autoscaler", "--listen=127.0.0.1:0"),
+        ("activator", "--listen=127.0.0.1:0"),
+        ("controller", "--health-listen=127.0.0.1:0"),
+    ] {
         let dir = std::env::temp_dir().join(format!("serval-no-cluster-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let output = std::process::Command::new(serval_tests::serval_bin())
-            .args([role, "--listen=127.0.0.1:0"])
+            .args([role, listen])
             .env("KUBECONFIG", dir.join("missing-kubeconfig"))
             .env("HOME", &dir)
             .env_remove("KUBERNETES_SERVICE_HOST")

@@ -19,7 +19,7 @@ mod tests;
 /// YAML to an InferenceService through JSON values: a direct serde_yaml read of the big
 /// Kubernetes types overflows a test thread's stack in debug builds.
 #[cfg(test)]
-fn parse_isvc(yaml: &str) -> InferenceService {
+pub(crate) fn parse_isvc(yaml: &str) -> InferenceService {
     let value: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
     serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
 }

@@ -170,8 +170,13 @@ fn a_new_service_gets_its_first_revision_and_becomes_ready_with_it() {
         [t("iris-predictor-1", 100, "latest")]
     );
 
-    // Nothing changed: nothing to do.
+    // Nothing changed: nothing to do, and still starting.
     assert!(w.step().create.is_empty());
+    assert_eq!(w.condition("PredictorReady").0, "Unknown");
+    assert_eq!(
+        w.traffic("predictor"),
+        [t("iris-predictor-1", 100, "latest")]
+    );
 
     w.set("iris-predictor-1", RevisionHealth::Ready);
     w.step();

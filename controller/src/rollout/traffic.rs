@@ -94,26 +94,20 @@ fn effective(
     }
 }
 
-/// Revisions the published status already counted as ready.
+/// Revisions the published status already counted as ready. (Not every revision in the
+/// traffic: a first revision takes it while it is still starting.)
 fn published_ready(previous: Option<&ComponentStatus>) -> BTreeSet<&str> {
     let Some(previous) = previous else {
         return BTreeSet::new();
     };
-    let named = [
+    [
         &previous.latest_ready_revision,
         &previous.latest_rolledout_revision,
         &previous.previous_rolledout_revision,
-    ];
-    named
-        .into_iter()
-        .filter_map(|n| n.as_deref())
-        .chain(
-            previous
-                .traffic
-                .iter()
-                .filter_map(|t| t.revision_name.as_deref()),
-        )
-        .collect()
+    ]
+    .into_iter()
+    .filter_map(|n| n.as_deref())
+    .collect()
 }
 
 fn target(revision: &str, percent: u32, tag: &str, latest: bool) -> TrafficTarget {

@@ -1,0 +1,533 @@
+//! `serval controller`: a kube-rs controller over InferenceServices. Each reconcile reads
+//! what exists (the service's revision Deployments and pods, the ServingRuntimes), asks
+//! [`crate::rollout::reconcile`] for the plan, and applies it: creates the new revision's
+//! Deployment and Service (a revision is immutable, so an existing one is never rewritten and
+//! its `replicas` stay the autoscaler's), deletes collected revisions, keeps the entry
+//! Services, and writes the status only when it changed. Everything is rebuilt from the API
+//! server, so a restart changes nothing that is already right.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use serval_api::inference_service::ComponentKind;
+use serval_api::revision::REVISION_LABEL;
+use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
+
+use super::health::revision_health;
+use super::labels;
+use super::leader::{self, LeaseSettings};
+use super::revision::{
+    revision_deployment, revision_template, RevisionTemplate, TEMPLATE_HASH_ANNOTATION,
+};
+use super::server::{self, Health};
+use super::services::{entry_service, revision_service};
+use super::status_patch::merge_patch;
+use super::Settings;
+use crate::rollout::{
+    component_template, reconcile as plan, template_hash, Addressing, ObservedRevision,
+    TemplateProblem, COMPONENTS,
+};
+
+/// The field manager of everything the controller writes.
+const MANAGER: &str = "serval-controller";
+/// How often a service is looked at again while a revision is starting (for the progress
+/// deadline), and when nothing is pending.
+const PENDING_RECHECK: Duration = Duration::from_secs(10);
+const IDLE_RECHECK: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Client(#[source] kube::Error),
+    #[error("{action} {kind} {namespace}/{name}: {source}")]
+    Api {
+        action: &'static str,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the health server: {0}")]
+    Health(#[source] std::io::Error),
+    #[error("leader election: {0}")]
+    Lease(#[source] kube::Error),
+    #[error("lost the leader Lease; stopping so that only one controller writes")]
+    LeadershipLost,
+}
+
+/// How `serval controller` runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub settings: Settings,
+    /// Watch one namespace only; all when `None`.
+    pub namespace: Option<String>,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub health_listen: SocketAddr,
+    /// Hold the `serval-controller` Lease in the system namespace before reconciling.
+    pub leader_election: bool,
+    /// This replica's name in the Lease.
+    pub identity: String,
+}
+
+struct Context {
+    client: Client,
+    settings: Settings,
+    runtimes: Store<ServingRuntime>,
+    cluster_runtimes: Store<ClusterServingRuntime>,
+    health: Arc<Health>,
+}
+
+fn api_error(
+    action: &'static str,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> ControllerError {
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    move |source| ControllerError::Api {
+        action,
+        kind,
+        namespace,
+        name,
+        source,
+    }
+}
+
+fn is_status(error: &kube::Error, code: u16) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == code)
+}
+
+/// A component's revision template and its hash, or why it has none.
+type Template = Result<(RevisionTemplate, String), TemplateProblem>;
+
+/// The templates of every component the spec has.
+fn templates(isvc: &InferenceService, ctx: &Context) -> Vec<(ComponentKind, Template)> {
+    let namespace = isvc.namespace().unwrap_or_default();
+    let namespaced: Vec<ServingRuntime> = ctx
+        .runtimes
+        .state()
+        .iter()
+        .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()))
+        .map(|r| (**r).clone())
+        .collect();
+    let cluster: Vec<ClusterServingRuntime> = ctx
+        .cluster_runtimes
+        .state()
+        .iter()
+        .map(|r| (**r).clone())
+        .collect();
+    COMPONENTS
+        .iter()
+        .filter_map(|kind| {
+            let component = component_template(isvc, *kind)?;
+            let template = revision_template(isvc, *kind, &namespaced, &cluster).map(|t| {
+                // What shapes the pods: the spec, and what the runtime added to it.
+                let hash = template_hash(&json!({
+                    "component": component,
+                    "container": t.container,
+                    "pod": t.pod,
+                    "runtime": t.runtime,
+                }));
+                (t, hash)
+            });
+            Some((*kind, template))
+        })
+        .collect()
+}
+
+async fn reconcile(
+    isvc: Arc<InferenceService>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    if isvc.metadata.deletion_timestamp.is_some() {
+        // Owner references take everything with it.
+        return Ok(Action::await_change());
+    }
+    let namespace = isvc.namespace().unwrap_or_default();
+    let name = isvc.name_any();
+    let client = ctx.client.clone();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let selector = format!(
+        "{}={name},{}={}",
+        labels::INFERENCE_SERVICE,
+        labels::MANAGED_BY,
+        labels::MANAGER
+    );
+    let listed = ListParams::default().labels(&selector);
+    let existing = deployments.list(&listed).await.map_err(api_error(
+        "list",
+        "Deployments of",
+        &namespace,
+        &name,
+    ))?;
+    let existing_pods = pods
+        .list(&listed)
+        .await
+        .map_err(api_error("list", "pods of", &namespace, &name))?;
+    let existing_services = services
+        .list(&ListParams::default().labels(&format!("{}={name}", labels::INFERENCE_SERVICE)))
+        .await
+        .map_err(api_error("list", "Services of", &namespace, &name))?;
+
+    let observed: Vec<ObservedRevision> = existing
+        .items
+        .iter()
+        .filter_map(|deployment| {
+            let labels = deployment.metadata.labels.as_ref()?;
+            let revision = labels.get(REVISION_LABEL)?;
+            let kind = COMPONENTS
+                .into_iter()
+                .find(|k| labels.get(labels::COMPONENT).map(String::as_str) == Some(k.as_str()))?;
+            let its_pods: Vec<&Pod> = existing_pods
+                .items
+                .iter()
+                .filter(|p| p.labels().get(REVISION_LABEL) == Some(revision))
+                .collect();
+            Some(ObservedRevision {
+                name: revision.clone(),
+                component: kind,
+                template_hash: deployment
+                    .annotations()
+                    .get(TEMPLATE_HASH_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default(),
+                created: deployment
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| SystemTime::from(t.0))
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                health: revision_health(deployment, &its_pods),
+            })
+        })
+        .collect();
+
+    let templates = templates(&isvc, &ctx);
+    let hashes: Vec<(ComponentKind, Result<String, TemplateProblem>)> = templates
+        .iter()
+        .map(|(k, t)| {
+            (
+                *k,
+                t.as_ref()
+                    .map(|(_, hash)| hash.clone())
+                    .map_err(Clone::clone),
+            )
+        })
+        .collect();
+    let addressing = Addressing {
+        domain: ctx.settings.domain.clone(),
+        cluster_suffix: ctx.settings.cluster_suffix.clone(),
+    };
+    let decided = plan(&isvc, &hashes, &observed, &addressing, SystemTime::now());
+
+    for new in &decided.create {
+        let Some((_, Ok((template, _)))) = templates.iter().find(|(k, _)| *k == new.component)
+        else {
+            continue;
+        };
+        let deployment = revision_deployment(
+            &isvc,
+            template,
+            &new.name,
+            &new.template_hash,
+            &ctx.settings,
+        );
+        match deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+        {
+            Ok(_) => tracing::info!(%namespace, revision = %new.name, "created revision"),
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) => return Err(api_error("create", "Deployment", &namespace, &new.name)(e)),
+        }
+    }
+
+    // Every revision kept has its private Service; created once, never rewritten.
+    let service_names: Vec<String> = existing_services
+        .items
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    let kept = observed
+        .iter()
+        .map(|r| (r.component, r.name.clone()))
+        .chain(decided.create.iter().map(|c| (c.component, c.name.clone())))
+        .filter(|(_, name)| !decided.delete.contains(name));
+    for (kind, revision) in kept {
+        if !service_names.contains(&revision) {
+            create_service(
+                &services,
+                &revision_service(&isvc, kind, &revision),
+                &namespace,
+            )
+            .await?;
+        }
+    }
+    apply_entry_services(&isvc, &ctx, &services, &existing_services.items).await?;
+
+    for revision in &decided.delete {
+        for result in [
+            deployments
+                .delete(revision, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+            services
+                .delete(revision, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        ] {
+            match result {
+                Ok(()) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_error("delete", "revision", &namespace, revision)(e)),
+            }
+        }
+        tracing::info!(%namespace, %revision, "deleted revision");
+    }
+
+    let before = serde_json::to_value(isvc.status.clone().unwrap_or_default()).unwrap_or_default();
+    let after = serde_json::to_value(&decided.status).unwrap_or_default();
+    if let Some(change) = merge_patch(&before, &after) {
+        let isvcs: Api<InferenceService> = Api::namespaced(client, &namespace);
+        isvcs
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": change})),
+            )
+            .await
+            .map_err(api_error(
+                "update",
+                "status of InferenceService",
+                &namespace,
+                &name,
+            ))?;
+    }
+    ctx.health.reconciled();
+    let pending = decided
+        .status
+        .conditions
+        .iter()
+        .any(|c| c.status == "Unknown");
+    Ok(Action::requeue(if pending {
+        PENDING_RECHECK
+    } else {
+        IDLE_RECHECK
+    }))
+}
+
+async fn create_service(
+    services: &Api<Service>,
+    service: &Service,
+    namespace: &str,
+) -> Result<(), ControllerError> {
+    let name = service.name_any();
+    match services.create(&PostParams::default(), service).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 409) => Ok(()),
+        Err(e) => Err(api_error("create", "Service", namespace, &name)(e)),
+    }
+}
+
+/// `<isvc>` and `<isvc>-<component>` point at the activator; a removed component's goes.
+async fn apply_entry_services(
+    isvc: &InferenceService,
+    ctx: &Context,
+    services: &Api<Service>,
+    existing: &[Service],
+) -> Result<(), ControllerError> {
+    let namespace = isvc.namespace().unwrap_or_default();
+    let name = isvc.name_any();
+    let mut wanted: BTreeMap<String, Service> = BTreeMap::new();
+    wanted.insert(
+        name.clone(),
+        entry_service(isvc, &name, None, &ctx.settings),
+    );
+    for kind in COMPONENTS {
+        if component_template(isvc, kind).is_some() {
+            let service_name = format!("{name}-{}", kind.as_str());
+            wanted.insert(
+                service_name.clone(),
+                entry_service(isvc, &service_name, Some(kind), &ctx.settings),
+            );
+        }
+    }
+    for (service_name, service) in &wanted {
+        let current = existing.iter().find(|s| &s.name_any() == service_name);
+        let same = current.is_some_and(|s| {
+            s.spec.as_ref().and_then(|spec| spec.external_name.as_ref())
+                == service
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.external_name.as_ref())
+        });
+        if !same {
+            services
+                .patch(
+                    service_name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(service),
+                )
+                .await
+                .map_err(api_error("apply", "Service", &namespace, service_name))?;
+        }
+    }
+    for service in existing {
+        let service_name = service.name_any();
+        let entry = service
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.type_.as_deref() == Some("ExternalName"));
+        if entry && !wanted.contains_key(&service_name) {
+            match services
+                .delete(&service_name, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_error("delete", "Service", &namespace, &service_name)(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn error_policy(
+    isvc: Arc<InferenceService>,
+    error: &ControllerError,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(
+        namespace = isvc.namespace().unwrap_or_default(),
+        name = %isvc.name_any(),
+        error = %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ControllerError> {
+    // The controller wants a shutdown future it can share between threads.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(());
+    });
+    let client = Client::try_default()
+        .await
+        .map_err(ControllerError::Client)?;
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind(options.health_listen)
+        .await
+        .map_err(ControllerError::Health)?;
+    tokio::spawn(server::serve(listener, health.clone()));
+
+    let leadership = if options.leader_election {
+        let lease = LeaseSettings::new(&options.settings.system_namespace, &options.identity);
+        leader::acquire(&client, &lease)
+            .await
+            .map_err(ControllerError::Lease)?;
+        Some(tokio::spawn(leader::keep(client.clone(), lease)))
+    } else {
+        None
+    };
+    health.leading();
+
+    let namespace = options.namespace.as_deref();
+    let (runtimes, runtime_writer) = reflector::store();
+    let (cluster_runtimes, cluster_writer) = reflector::store();
+    let runtime_changes = reflector::reflector(
+        runtime_writer,
+        watcher::watcher(
+            scoped::<ServingRuntime>(&client, namespace),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ());
+    let cluster_changes = reflector::reflector(
+        cluster_writer,
+        watcher::watcher(
+            Api::<ClusterServingRuntime>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ());
+    let runtimes_changed = futures_util::stream::select(runtime_changes, cluster_changes);
+
+    let context = Arc::new(Context {
+        client: client.clone(),
+        settings: options.settings.clone(),
+        runtimes,
+        cluster_runtimes,
+        health: health.clone(),
+    });
+    let managed =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let pods = watcher::Config::default().labels(REVISION_LABEL);
+    let controller = Controller::new(
+        scoped::<InferenceService>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(scoped::<Deployment>(&client, namespace), managed.clone())
+    .owns(scoped::<Service>(&client, namespace), managed)
+    .watches(scoped::<Pod>(&client, namespace), pods, |pod: Pod| {
+        let owner = pod.labels().get(labels::INFERENCE_SERVICE).cloned();
+        let namespace = pod.namespace();
+        owner.into_iter().map(move |name| {
+            let reference = ObjectRef::new(&name);
+            match &namespace {
+                Some(ns) => reference.within(ns),
+                None => reference,
+            }
+        })
+    })
+    .reconcile_all_on(runtimes_changed)
+    .graceful_shutdown_on(async move {
+        let _ = stopped.await;
+    })
+    .run(reconcile, error_policy, context)
+    .for_each(|_| async {});
+    match leadership {
+        Some(lost) => tokio::select! {
+            () = controller => Ok(()),
+            _ = lost => Err(ControllerError::LeadershipLost),
+        },
+        None => {
+            controller.await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The Kubernetes objects of a revision, built without a cluster.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+use serval_api::inference_service::ComponentKind;
+use serval_api::{ClusterServingRuntime, InferenceService};
+
+use super::health::revision_health;
+use super::revision::{revision_deployment, revision_template};
+use super::Settings;
+use crate::rollout::RevisionHealth;
+
+fn isvc(yaml: &str) -> InferenceService {
+    let mut isvc = crate::rollout::parse_isvc(yaml);
+    isvc.metadata.namespace = Some("ml".to_string());
+    isvc.metadata.uid = Some("uid-1".to_string());
+    isvc
+}
+
+fn runtimes() -> Vec<ClusterServingRuntime> {
+    let value: serde_yaml::Value = serde_yaml::from_str(
+        r#"
+apiVersion: serving.kserve.io/v1alpha1
+kind: ClusterServingRuntime
+metadata: {name: kserve-sklearnserver}
+spec:
+  supportedModelFormats: [{name: sklearn, version: "1", autoSelect: true}]
+  protocolVersions: [v1, v2]
+  containers:
+  - name: kserve-container
+    image: kserve/sklearnserver:v0.16.0
+    args: ["--model_name={{.Name}}", "--model_dir=/mnt/models"]
+"#,
+    )
+    .unwrap();
+    vec![serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()]
+}
+
+fn settings() -> Settings {
+    Settings {
+        image: "serval:test".to_string(),
+        domain: "example.com".to_string(),
+        system_namespace: "serval-system".to_string(),
+        activator_service: "serval-activator".to_string(),
+        cluster_suffix: "svc.cluster.local".to_string(),
+    }
+}
+
+const SKLEARN: &str = r#"
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: iris
+  annotations: {autoscaling.knative.dev/initial-scale: "0"}
+spec:
+  predictor:
+    minReplicas: 2
+    model:
+      modelFormat: {name: sklearn}
+      runtimeVersion: v0.17.0
+      storageUri: s3://bucket/iris
+      args: ["--workers=2"]
+"#;
+
+#[test]
+fn the_model_spec_is_laid_over_the_runtime_container() {
+    let isvc = isvc(SKLEARN);
+    let template = revision_template(&isvc, ComponentKind::Predictor, &[], &runtimes()).unwrap();
+    assert_eq!(
+        template.container.image.as_deref(),
+        Some("kserve/sklearnserver:v0.17.0")
+    );
+    assert_eq!(
+        template.container.args.as_deref().unwrap(),
+        [
+            "--model_name=iris",
+            "--model_dir=/mnt/models",
+            "--workers=2"
+        ]
+    );
+    let deployment: Deployment =
+        revision_deployment(&isvc, &template, "iris-predictor-1", "abc", &settings());
+    let value = serde_json::to_value(&deployment).unwrap();
+    // Knative's rule: never below minReplicas, whatever the initial scale says.
+    assert_eq!(value["spec"]["replicas"], 2);
+    assert_eq!(
+        value["metadata"]["annotations"]["serving.serval.dev/template-hash"],
+        "abc"
+    );
+    assert_eq!(value["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    let pod = &value["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["name"], "kserve-provision-location");
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0],
+        json!({"name": "kserve-provision-location", "mountPath": "/mnt/models", "readOnly": true})
+    );
+    assert_eq!(pod["initContainers"][0]["image"], "serval:test");
+}
+
+#[test]
+fn no_runtime_and_an_art_explainer_are_problems_that_name_the_field() {
+    let pmml = isvc(&SKLEARN.replace("name: sklearn", "name: pmml"));
+    let problem = revision_template(&pmml, ComponentKind::Predictor, &[], &runtimes()).unwrap_err();
+    assert_eq!(problem.reason, "NoSupportingRuntime");
+    assert!(
+        problem.message.starts_with("spec.predictor"),
+        "{}",
+        problem.message
+    );
+
+    let art = isvc(&format!(
+        "{SKLEARN}  explainer:\n    art:\n      type: SquareAttack\n"
+    ));
+    let problem = revision_template(&art, ComponentKind::Explainer, &[], &runtimes()).unwrap_err();
+    assert!(
+        problem.message.starts_with("spec.explainer.art"),
+        "{}",
+        problem.message
+    );
+}
+
+fn pod(status: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+}
+
+#[test]
+fn health_reads_ready_replicas_and_stuck_containers() {
+    let deployment = |status: serde_json::Value| -> Deployment {
+        serde_json::from_value(json!({"metadata": {"name": "d"}, "status": status})).unwrap()
+    };
+    assert_eq!(
+        revision_health(&deployment(json!({"readyReplicas": 1})), &[]),
+        RevisionHealth::Ready
+    );
+    assert_eq!(
+        revision_health(&deployment(json!({})), &[]),
+        RevisionHealth::NotReady
+    );
+    let pulling = pod(json!({"containerStatuses": [{
+        "name": "kserve-container", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull access denied"}}
+    }]}));
+    match revision_health(&deployment(json!({})), &[&pulling]) {
+        RevisionHealth::Failed { reason, message } => {
+            assert_eq!(reason, "ImagePullBackOff");
+            assert!(message.contains("pull access denied"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let crashing_init = pod(json!({"initContainerStatuses": [{
+        "name": "storage-initializer", "ready": false, "restartCount": 3, "image": "x", "imageID": "",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "message": "s3://bucket/iris: access denied"}}
+    }]}));
+    match revision_health(&deployment(json!({})), &[&crashing_init]) {
+        RevisionHealth::Failed { reason, message } => {
+            assert_eq!(reason, "StorageInitializerFailed");
+            assert!(message.contains("access denied"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,54 @@
+//! `serval controller`: the InferenceService controller on Kubernetes.
+
+use std::net::SocketAddr;
+
+use serval_controller::kubernetes::{self, Options, Settings};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ControllerArgs {
+    /// Where Serval runs: the activator's namespace and the leader Lease's.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "serval-system")]
+    system_namespace: String,
+    /// Reconcile InferenceServices in this namespace only (default: all namespaces).
+    #[arg(long, env = "SERVAL_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// External domain of service URLs: `http://<isvc>.<namespace>.<domain>`.
+    #[arg(long, env = "SERVAL_DOMAIN", default_value = "example.com")]
+    domain: String,
+    /// The activator's Service in the system namespace; InferenceServices' Services point at it.
+    #[arg(long, default_value = "serval-activator")]
+    activator_service: String,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Serval's image, for the queue-proxy sidecar and storage initializer of model pods.
+    #[arg(long, env = "SERVAL_IMAGE", default_value = concat!("ghcr.io/serval-dev/serval:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    health_listen: SocketAddr,
+    /// Hold the `serval-controller` Lease before reconciling, so one replica writes.
+    #[arg(long)]
+    leader_election: bool,
+    /// This replica's name in the Lease (the pod's name).
+    #[arg(long, env = "POD_NAME", default_value = "serval-controller")]
+    identity: String,
+}
+
+pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let options = Options {
+        settings: Settings {
+            image: args.image,
+            domain: args.domain,
+            system_namespace: args.system_namespace,
+            activator_service: args.activator_service,
+            cluster_suffix: format!("svc.{}", args.cluster_domain),
+        },
+        namespace: args.namespace,
+        health_listen: args.health_listen,
+        leader_election: args.leader_election,
+        identity: args.identity,
+    };
+    kubernetes::run(options, serval::signal::shutdown()).await?;
+    Ok(())
+}

@@ -1,0 +1,509 @@
+//! `serval controller` against a real kube-apiserver with RBAC enforced, running as the
+//! chart's own ServiceAccount (impersonated, so it has exactly the chart's permissions): the
+//! rendered chart applies; an InferenceService becomes its revision Deployment (runtime from
+//! the chart's ClusterServingRuntime, queue-proxy sidecar, storage initializer, GPU and pod
+//! fields), Services and KServe status; an update makes a new revision while the old one
+//! keeps the traffic; a canary splits it; a transformer gets KServe's arguments; a restart
+//! changes nothing; two controllers elect one leader.
+//!
+//! No kubelet runs here, so a revision becomes ready when the test writes its Deployment's
+//! `status.readyReplicas`, as the Deployment controller would.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use serval_tests::apiserver::{http_request, ApiServer, ServalRole};
+use serval_tests::{free_port, helm_bin, repo_root};
+
+const NS: &str = "ml";
+const SYSTEM: &str = "serval-system";
+
+/// One API server at a time: each is etcd plus a kube-apiserver, heavy on a small machine.
+static ONE_SERVER: Mutex<()> = Mutex::new(());
+
+/// The chart as `helm install` would render it for a 1.20 API server.
+fn rendered_chart(include_crds: bool) -> String {
+    let mut helm = std::process::Command::new(helm_bin());
+    helm.args(["template", "serval"])
+        .arg(repo_root().join("helm/serval"))
+        .args(["--namespace", SYSTEM, "--kube-version", "1.20.2"]);
+    if include_crds {
+        helm.arg("--include-crds");
+    }
+    let out = helm.output().expect("run helm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Installs the chart: CRDs first (and waits for them), then everything else. The webhook
+/// configurations are left out while no webhook server answers.
+fn install_chart(api: &ApiServer) {
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {SYSTEM}\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n"
+    ));
+    let crds =
+        std::fs::read_to_string(repo_root().join("helm/serval/crds/serval-crds.yaml")).unwrap();
+    api.apply(&crds);
+    api.wait_established(&[
+        "inferenceservices.serving.kserve.io",
+        "servingruntimes.serving.kserve.io",
+        "clusterservingruntimes.serving.kserve.io",
+    ]);
+    let rendered = rendered_chart(false);
+    let rest: Vec<&str> = rendered
+        .split("\n---")
+        .filter(|doc| !doc.contains("kind: ValidatingWebhookConfiguration"))
+        .filter(|doc| !doc.contains("kind: MutatingWebhookConfiguration"))
+        .filter(|doc| doc.contains("kind:"))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let out = api.kubectl(["apply", "-f", "-"], &rest.join("\n---\n"));
+    assert_eq!(out.code, 0, "the rendered chart applies: {}", out.stderr);
+}
+
+/// `serval controller` as the chart's ServiceAccount; (role, its health URL).
+fn start_controller(api: &ApiServer, identity: &str) -> (ServalRole, String) {
+    let port = free_port();
+    let kubeconfig = api.kubeconfig_as(SYSTEM, "serval-controller");
+    let role = api.serval_with(
+        &kubeconfig,
+        [
+            "controller".to_string(),
+            format!("--system-namespace={SYSTEM}"),
+            format!("--health-listen=127.0.0.1:{port}"),
+            "--image=registry.example/serval:test".to_string(),
+            "--leader-election".to_string(),
+            format!("--identity={identity}"),
+        ],
+    );
+    (role, format!("http://127.0.0.1:{port}"))
+}
+
+fn get(api: &ApiServer, path: &str) -> Option<Value> {
+    match api.get(path) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn deployment(api: &ApiServer, name: &str) -> Option<Value> {
+    get(
+        api,
+        &format!("/apis/apps/v1/namespaces/{NS}/deployments/{name}"),
+    )
+}
+
+fn service(api: &ApiServer, name: &str) -> Option<Value> {
+    get(api, &format!("/api/v1/namespaces/{NS}/services/{name}"))
+}
+
+fn isvc(api: &ApiServer, name: &str) -> Value {
+    get(
+        api,
+        &format!("/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/{name}"),
+    )
+    .expect("the InferenceService")
+}
+
+/// What the Deployment controller and kubelet would write once a replica is ready.
+fn mark_ready(api: &ApiServer, name: &str) {
+    let path = format!("/apis/apps/v1/namespaces/{NS}/deployments/{name}/status");
+    let mut current = deployment(api, name).expect("the Deployment");
+    current["status"] =
+        json!({"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1});
+    let (status, body) = api.request("PUT", &path, &current.to_string()).unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+/// (revision, percent) of a component's published traffic.
+fn traffic(isvc: &Value, component: &str) -> Vec<(String, i64)> {
+    isvc["status"]["components"][component]["traffic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["revisionName"].as_str().unwrap_or_default().to_string(),
+                t["percent"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+fn condition(isvc: &Value, kind: &str) -> String {
+    isvc["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("absent")
+        .to_string()
+}
+
+fn manifest(storage: &str, canary: Option<u32>, transformer: bool) -> String {
+    let canary = canary.map_or(String::new(), |p| {
+        format!("    canaryTrafficPercent: {p}\n")
+    });
+    let transformer = if transformer {
+        "  transformer:\n    containers:\n    - name: kserve-container\n      image: kserve/image-transformer:v0.16.0\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: iris
+  namespace: {NS}
+  annotations:
+    autoscaling.knative.dev/target: "4"
+spec:
+{transformer}  predictor:
+    minReplicas: 0
+    timeout: 60
+{canary}    serviceAccountName: model-reader
+    nodeSelector:
+      gpu: "true"
+    tolerations:
+    - key: nvidia.com/gpu
+      operator: Exists
+      effect: NoSchedule
+    model:
+      modelFormat:
+        name: sklearn
+      storageUri: {storage}
+      resources:
+        limits:
+          nvidia.com/gpu: "1"
+"#
+    )
+}
+
+fn container<'a>(deployment: &'a Value, name: &str) -> &'a Value {
+    deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no container {name} in {deployment:#}"))
+}
+
+fn resource_versions(api: &ApiServer) -> Vec<(String, String)> {
+    let mut versions = Vec::new();
+    for (kind, path) in [
+        (
+            "deployment",
+            format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+        ),
+        ("service", format!("/api/v1/namespaces/{NS}/services")),
+        (
+            "isvc",
+            format!("/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices"),
+        ),
+    ] {
+        for item in get(api, &path).unwrap()["items"].as_array().unwrap() {
+            versions.push((
+                format!("{kind}/{}", item["metadata"]["name"].as_str().unwrap()),
+                item["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ));
+        }
+    }
+    versions
+}
+
+fn metric(health: &str, name: &str) -> Option<f64> {
+    let (_, body) = http_request(health, "GET", "/metrics", "").ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+}
+
+#[test]
+fn inference_services_become_revisions_services_and_status_under_the_charts_rbac() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    let api = ApiServer::start();
+    install_chart(&api);
+    let (controller, health) = start_controller(&api, "controller-a");
+    let file = |text: &str| {
+        let out = api.kubectl(["apply", "-f", "-"], text);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    };
+
+    // A new service: its first revision, Services and status.
+    file(&manifest("gs://models/iris/1", None, false));
+    let first = wait_for(
+        "the first revision's Deployment",
+        Duration::from_secs(60),
+        || deployment(&api, "iris-predictor-1"),
+    );
+    let labels = &first["metadata"]["labels"];
+    assert_eq!(labels["serving.serval.dev/revision"], "iris-predictor-1");
+    assert_eq!(labels["serving.kserve.io/inferenceservice"], "iris");
+    assert_eq!(labels["component"], "predictor");
+    let annotations = &first["metadata"]["annotations"];
+    let component_spec: Value = serde_json::from_str(
+        annotations["serving.serval.dev/component-spec"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(component_spec["minReplicas"], 0);
+    assert_eq!(annotations["autoscaling.knative.dev/target"], "4");
+    assert_eq!(
+        first["metadata"]["ownerReferences"][0]["kind"],
+        "InferenceService"
+    );
+    assert_eq!(
+        first["spec"]["replicas"], 1,
+        "initial scale 1, then the autoscaler's"
+    );
+    let pod = &first["spec"]["template"]["spec"];
+    let runtime = container(&first, "kserve-container");
+    assert!(
+        runtime["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("kserve/sklearnserver:"),
+        "{runtime:#}"
+    );
+    assert_eq!(
+        runtime["args"],
+        json!([
+            "--model_name=iris",
+            "--model_dir=/mnt/models",
+            "--http_port=8080"
+        ])
+    );
+    assert_eq!(runtime["resources"]["limits"]["nvidia.com/gpu"], "1");
+    let sidecar = container(&first, "queue-proxy");
+    assert_eq!(sidecar["image"], "registry.example/serval:test");
+    assert!(sidecar["args"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("--request-timeout=60s")));
+    assert_eq!(sidecar["readinessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(
+        sidecar["lifecycle"]["preStop"]["httpGet"]["path"],
+        "/wait-for-drain"
+    );
+    assert!(sidecar["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "serval-admin"));
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["name"], "storage-initializer");
+    assert_eq!(
+        init["args"],
+        json!(["storage-init", "gs://models/iris/1", "/mnt/models"])
+    );
+    assert_eq!(pod["serviceAccountName"], "model-reader");
+    assert_eq!(pod["nodeSelector"]["gpu"], "true");
+    assert_eq!(pod["tolerations"][0]["key"], "nvidia.com/gpu");
+    assert_eq!(pod["terminationGracePeriodSeconds"], 90);
+
+    let private = wait_for("the revision's Service", Duration::from_secs(30), || {
+        service(&api, "iris-predictor-1")
+    });
+    assert_eq!(
+        private["spec"]["selector"]["serving.serval.dev/revision"],
+        "iris-predictor-1"
+    );
+    assert_eq!(
+        private["metadata"]["labels"]["serving.serval.dev/revision"],
+        "iris-predictor-1"
+    );
+    for entry in ["iris", "iris-predictor"] {
+        let svc = wait_for("the entry Services", Duration::from_secs(30), || {
+            service(&api, entry)
+        });
+        assert_eq!(svc["spec"]["type"], "ExternalName");
+        assert_eq!(
+            svc["spec"]["externalName"],
+            "serval-activator.serval-system.svc.cluster.local"
+        );
+    }
+    let status = wait_for("a status", Duration::from_secs(30), || {
+        let current = isvc(&api, "iris");
+        (condition(&current, "PredictorReady") == "Unknown").then_some(current)
+    });
+    assert_eq!(status["status"]["url"], "http://iris.ml.example.com");
+    assert_eq!(
+        status["status"]["address"]["url"],
+        "http://iris.ml.svc.cluster.local"
+    );
+    assert_eq!(status["status"]["observedGeneration"], 1);
+    assert_eq!(
+        status["status"]["components"]["predictor"]["latestCreatedRevision"],
+        "iris-predictor-1"
+    );
+
+    // Ready: the status says so, and kubectl prints KServe's columns.
+    mark_ready(&api, "iris-predictor-1");
+    wait_for("Ready", Duration::from_secs(30), || {
+        (condition(&isvc(&api, "iris"), "Ready") == "True").then_some(())
+    });
+    let printed = api.kubectl(["get", "isvc", "iris", "-n", NS], "");
+    assert!(
+        printed.stdout.contains("URL") && printed.stdout.contains("http://iris.ml.example.com"),
+        "{}",
+        printed.stdout
+    );
+    assert!(printed.stdout.contains("True"), "{}", printed.stdout);
+
+    // An update: a new revision, while the old one keeps all the traffic.
+    file(&manifest("gs://models/iris/2", Some(20), false));
+    wait_for("the second revision", Duration::from_secs(30), || {
+        deployment(&api, "iris-predictor-2")
+    });
+    let during = isvc(&api, "iris");
+    assert_eq!(
+        traffic(&during, "predictor"),
+        [("iris-predictor-1".to_string(), 100)]
+    );
+    assert_eq!(during["status"]["observedGeneration"], 2);
+    // Ready: the canary takes 20%, the previous revision the rest.
+    mark_ready(&api, "iris-predictor-2");
+    let split = wait_for("the canary split", Duration::from_secs(30), || {
+        let current = isvc(&api, "iris");
+        (traffic(&current, "predictor").len() == 2).then_some(current)
+    });
+    assert_eq!(
+        traffic(&split, "predictor"),
+        [
+            ("iris-predictor-2".to_string(), 20),
+            ("iris-predictor-1".to_string(), 80)
+        ]
+    );
+    assert!(
+        deployment(&api, "iris-predictor-1").is_some(),
+        "the previous revision stays"
+    );
+
+    // Promotion collects the previous revision.
+    file(&manifest("gs://models/iris/2", None, false));
+    wait_for(
+        "the previous revision collected",
+        Duration::from_secs(30),
+        || deployment(&api, "iris-predictor-1").is_none().then_some(()),
+    );
+    assert_eq!(
+        traffic(&isvc(&api, "iris"), "predictor"),
+        [("iris-predictor-2".to_string(), 100)]
+    );
+    assert!(service(&api, "iris-predictor-1").is_none());
+
+    // A transformer: KServe's arguments, its own Service; the predictor keeps its revision.
+    file(&manifest("gs://models/iris/2", None, true));
+    let transformer = wait_for("the transformer", Duration::from_secs(30), || {
+        deployment(&api, "iris-transformer-1")
+    });
+    let args = container(&transformer, "kserve-container")["args"].clone();
+    assert_eq!(
+        args,
+        json!([
+            "--model_name",
+            "iris",
+            "--predictor_host",
+            "iris-predictor.ml",
+            "--http_port",
+            "8080"
+        ])
+    );
+    wait_for("the transformer's Service", Duration::from_secs(30), || {
+        service(&api, "iris-transformer")
+    });
+    assert!(
+        deployment(&api, "iris-predictor-3").is_none(),
+        "the predictor did not change"
+    );
+    mark_ready(&api, "iris-transformer-1");
+    wait_for("Ready with a transformer", Duration::from_secs(30), || {
+        let current = isvc(&api, "iris");
+        (condition(&current, "TransformerReady") == "True"
+            && condition(&current, "Ready") == "True")
+            .then_some(())
+    });
+
+    // A restart rebuilds from the API server and writes nothing.
+    let before = resource_versions(&api);
+    let reconciles = metric(&health, "serval_controller_reconciles_total").unwrap();
+    assert!(reconciles > 0.0);
+    drop(controller);
+    let (_controller, health) = start_controller(&api, "controller-b");
+    wait_for(
+        "the restarted controller reconciling",
+        Duration::from_secs(60),
+        || (metric(&health, "serval_controller_reconciles_total")? >= 1.0).then_some(()),
+    );
+    assert_eq!(resource_versions(&api), before, "a restart changed objects");
+
+    // Deleting the service: every object it made is owned by it, for the garbage collector.
+    for name in ["iris-predictor-2", "iris-transformer-1"] {
+        let owner = &deployment(&api, name).unwrap()["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["name"], "iris");
+        assert_eq!(owner["controller"], true);
+    }
+    let out = api.kubectl(["delete", "isvc", "iris", "-n", NS, "--wait=false"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    let api = ApiServer::start();
+    install_chart(&api);
+    let (first, first_health) = start_controller(&api, "controller-a");
+    wait_for("a leader", Duration::from_secs(60), || {
+        (metric(&first_health, "serval_controller_leading")? == 1.0).then_some(())
+    });
+    let (_second, second_health) = start_controller(&api, "controller-b");
+    wait_for("the standby answering", Duration::from_secs(30), || {
+        metric(&second_health, "serval_controller_leading")
+    });
+    let lease = get(
+        &api,
+        &format!("/apis/coordination.k8s.io/v1/namespaces/{SYSTEM}/leases/serval-controller"),
+    )
+    .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "controller-a");
+    assert_eq!(
+        metric(&second_health, "serval_controller_leading"),
+        Some(0.0)
+    );
+
+    // The standby does nothing while it waits.
+    api.apply(&manifest("gs://models/iris/1", None, false));
+    wait_for("the leader's revision", Duration::from_secs(30), || {
+        deployment(&api, "iris-predictor-1")
+    });
+
+    // The leader dies without a word: the standby takes the Lease once it expires.
+    drop(first);
+    wait_for("the standby leading", Duration::from_secs(60), || {
+        (metric(&second_health, "serval_controller_leading")? == 1.0).then_some(())
+    });
+    let lease = get(
+        &api,
+        &format!("/apis/coordination.k8s.io/v1/namespaces/{SYSTEM}/leases/serval-controller"),
+    )
+    .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "controller-b");
+}
