@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use serval_controller::kubernetes::{self, Options, Settings};
+use serval_controller::kubernetes::{self, Options, Settings, WebhookOptions};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ControllerArgs {
@@ -33,6 +33,20 @@ pub(crate) struct ControllerArgs {
     /// This replica's name in the Lease (the pod's name).
     #[arg(long, env = "POD_NAME", default_value = "serval-controller")]
     identity: String,
+    /// Serve the admission webhook here (TLS, certificate made by the controller); off when
+    /// unset.
+    #[arg(long)]
+    webhook_listen: Option<SocketAddr>,
+    /// The webhook's Service in the system namespace, named in its certificate.
+    #[arg(long, default_value = "serval-controller-webhook")]
+    webhook_service: String,
+    /// The Secret in the system namespace that keeps the webhook's CA and certificate.
+    #[arg(long, default_value = "serval-controller-webhook-cert")]
+    webhook_secret: String,
+    /// Another name or IP address for the webhook's certificate (repeatable), for an API
+    /// server that calls the webhook by URL.
+    #[arg(long)]
+    webhook_extra_name: Vec<String>,
 }
 
 pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
@@ -40,7 +54,7 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         settings: Settings {
             image: args.image,
             domain: args.domain,
-            system_namespace: args.system_namespace,
+            system_namespace: args.system_namespace.clone(),
             activator_service: args.activator_service,
             cluster_suffix: format!("svc.{}", args.cluster_domain),
         },
@@ -48,6 +62,13 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         health_listen: args.health_listen,
         leader_election: args.leader_election,
         identity: args.identity,
+        webhook: args.webhook_listen.map(|listen| WebhookOptions {
+            listen,
+            namespace: args.system_namespace.clone(),
+            service: args.webhook_service,
+            secret: args.webhook_secret,
+            extra_names: args.webhook_extra_name,
+        }),
     };
     kubernetes::run(options, serval::signal::shutdown()).await?;
     Ok(())

@@ -40,9 +40,10 @@ fn rendered_chart(include_crds: bool) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Installs the chart: CRDs first (and waits for them), then everything else. The webhook
-/// configurations are left out while no webhook server answers.
-fn install_chart(api: &ApiServer) {
+/// Installs the chart: CRDs first (and waits for them), then everything else. With
+/// `webhook_port`, the webhook configurations call the controller on that loopback port by
+/// URL (no kube-proxy here to reach the webhook's Service); without, they are left out.
+fn install_chart(api: &ApiServer, webhook_port: Option<u16>) {
     api.apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {SYSTEM}\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n"
     ));
@@ -55,32 +56,49 @@ fn install_chart(api: &ApiServer) {
         "clusterservingruntimes.serving.kserve.io",
     ]);
     let rendered = rendered_chart(false);
-    let rest: Vec<&str> = rendered
-        .split("\n---")
-        .filter(|doc| !doc.contains("kind: ValidatingWebhookConfiguration"))
-        .filter(|doc| !doc.contains("kind: MutatingWebhookConfiguration"))
-        .filter(|doc| doc.contains("kind:"))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    let out = api.kubectl(["apply", "-f", "-"], &rest.join("\n---\n"));
+    let mut documents = Vec::new();
+    for text in rendered.split("\n---").filter(|doc| doc.contains("kind:")) {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        if kind.ends_with("WebhookConfiguration") {
+            let Some(port) = webhook_port else { continue };
+            for webhook in doc["webhooks"].as_sequence_mut().unwrap() {
+                let path = webhook["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                webhook["clientConfig"] =
+                    serde_yaml::from_str(&format!("url: https://127.0.0.1:{port}{path}")).unwrap();
+            }
+        }
+        documents.push(serde_yaml::to_string(&doc).unwrap());
+    }
+    let out = api.kubectl(["apply", "-f", "-"], &documents.join("---\n"));
     assert_eq!(out.code, 0, "the rendered chart applies: {}", out.stderr);
 }
 
 /// `serval controller` as the chart's ServiceAccount; (role, its health URL).
 fn start_controller(api: &ApiServer, identity: &str) -> (ServalRole, String) {
+    start_controller_with(api, identity, &[])
+}
+
+fn start_controller_with(
+    api: &ApiServer,
+    identity: &str,
+    extra: &[String],
+) -> (ServalRole, String) {
     let port = free_port();
     let kubeconfig = api.kubeconfig_as(SYSTEM, "serval-controller");
-    let role = api.serval_with(
-        &kubeconfig,
-        [
-            "controller".to_string(),
-            format!("--system-namespace={SYSTEM}"),
-            format!("--health-listen=127.0.0.1:{port}"),
-            "--image=registry.example/serval:test".to_string(),
-            "--leader-election".to_string(),
-            format!("--identity={identity}"),
-        ],
-    );
+    let mut args = vec![
+        "controller".to_string(),
+        format!("--system-namespace={SYSTEM}"),
+        format!("--health-listen=127.0.0.1:{port}"),
+        "--image=registry.example/serval:test".to_string(),
+        "--leader-election".to_string(),
+        format!("--identity={identity}"),
+    ];
+    args.extend(extra.iter().cloned());
+    let role = api.serval_with(&kubeconfig, args);
     (role, format!("http://127.0.0.1:{port}"))
 }
 
@@ -239,7 +257,7 @@ fn metric(health: &str, name: &str) -> Option<f64> {
 fn inference_services_become_revisions_services_and_status_under_the_charts_rbac() {
     let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let api = ApiServer::start();
-    install_chart(&api);
+    install_chart(&api, None);
     let (controller, health) = start_controller(&api, "controller-a");
     let file = |text: &str| {
         let out = api.kubectl(["apply", "-f", "-"], text);
@@ -469,7 +487,7 @@ fn inference_services_become_revisions_services_and_status_under_the_charts_rbac
 fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
     let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let api = ApiServer::start();
-    install_chart(&api);
+    install_chart(&api, None);
     let (first, first_health) = start_controller(&api, "controller-a");
     wait_for("a leader", Duration::from_secs(60), || {
         (metric(&first_health, "serval_controller_leading")? == 1.0).then_some(())
@@ -506,4 +524,74 @@ fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
     )
     .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "controller-b");
+}
+
+#[test]
+fn the_webhook_refuses_an_invalid_service_by_field_and_fills_kserves_defaults() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    let api = ApiServer::start();
+    let port = free_port();
+    install_chart(&api, Some(port));
+    let (_controller, _health) = start_controller_with(
+        &api,
+        "controller-a",
+        &[
+            format!("--webhook-listen=127.0.0.1:{port}"),
+            "--webhook-extra-name=127.0.0.1".to_string(),
+        ],
+    );
+    // The controller makes its certificate and hands its CA to the API server.
+    for name in ["serval-validating-webhook", "serval-defaulting-webhook"] {
+        let kind = if name.contains("validating") {
+            "validating"
+        } else {
+            "mutating"
+        };
+        wait_for("caBundle patched", Duration::from_secs(60), || {
+            let config = get(
+                &api,
+                &format!(
+                    "/apis/admissionregistration.k8s.io/v1/{kind}webhookconfigurations/{name}"
+                ),
+            )?;
+            config["webhooks"][0]["clientConfig"]["caBundle"]
+                .as_str()
+                .map(|_| ())
+        });
+    }
+    let secret = get(
+        &api,
+        &format!("/api/v1/namespaces/{SYSTEM}/secrets/serval-controller-webhook-cert"),
+    )
+    .unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+
+    // Invalid: refused through the webhook, naming the field.
+    let invalid = manifest("gs://models/iris/1", None, false)
+        .replace("minReplicas: 0", "minReplicas: 5\n    maxReplicas: 2");
+    let refused = wait_for("the webhook answering", Duration::from_secs(60), || {
+        let out = api.kubectl(["apply", "-f", "-"], &invalid);
+        (out.code != 0 && out.stderr.contains("denied the request")).then_some(out.stderr)
+    });
+    assert!(refused.contains("spec.predictor.minReplicas"), "{refused}");
+    assert!(get(
+        &api,
+        &format!("/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/iris")
+    )
+    .is_none());
+
+    // Valid, without resources on a component's container: KServe's defaults are filled in.
+    let valid = manifest("gs://models/iris/1", None, true);
+    let out = api.kubectl(["apply", "-f", "-"], &valid);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let stored = isvc(&api, "iris");
+    assert_eq!(
+        stored["spec"]["transformer"]["containers"][0]["resources"],
+        json!({"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}})
+    );
+    // The model's own resources are kept as written.
+    assert_eq!(
+        stored["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"],
+        "1"
+    );
 }

@@ -3,6 +3,7 @@
 //! is read back from it ([`health`]), and, with the `kubernetes` feature, the kube-rs
 //! controller that applies [`crate::rollout`]'s plan to the API server ([`run`]).
 
+pub mod admission;
 pub mod health;
 pub mod labels;
 pub mod revision;
@@ -15,11 +16,15 @@ mod leader;
 mod reconciler;
 #[cfg(feature = "kubernetes")]
 mod server;
+#[cfg(feature = "kubernetes")]
+mod webhook;
 
 #[cfg(feature = "kubernetes")]
 pub use leader::LEASE_NAME;
 #[cfg(feature = "kubernetes")]
 pub use reconciler::{run, ControllerError, Options};
+#[cfg(feature = "kubernetes")]
+pub use webhook::{WebhookError, WebhookOptions, MUTATING_WEBHOOK, VALIDATING_WEBHOOK};
 
 /// What the controller is told about the cluster it runs in.
 #[derive(Clone, Debug, PartialEq)]

@@ -33,6 +33,7 @@ use super::revision::{
 use super::server::{self, Health};
 use super::services::{entry_service, revision_service};
 use super::status_patch::merge_patch;
+use super::webhook::{WebhookError, WebhookOptions};
 use super::Settings;
 use crate::rollout::{
     component_template, reconcile as plan, template_hash, Addressing, ObservedRevision,
@@ -65,6 +66,8 @@ pub enum ControllerError {
     Lease(#[source] kube::Error),
     #[error("lost the leader Lease; stopping so that only one controller writes")]
     LeadershipLost,
+    #[error("admission webhook: {0}")]
+    Webhook(#[from] WebhookError),
 }
 
 /// How `serval controller` runs.
@@ -79,6 +82,8 @@ pub struct Options {
     pub leader_election: bool,
     /// This replica's name in the Lease.
     pub identity: String,
+    /// The admission webhook, served by every replica; none when `None`.
+    pub webhook: Option<WebhookOptions>,
 }
 
 struct Context {
@@ -451,6 +456,11 @@ pub async fn run(
         .map_err(ControllerError::Health)?;
     tokio::spawn(server::serve(listener, health.clone()));
 
+    // Every replica answers the API server's admission calls, leading or not.
+    let webhook = options
+        .webhook
+        .clone()
+        .map(|webhook| tokio::spawn(super::webhook::serve(client.clone(), webhook)));
     let leadership = if options.leader_election {
         let lease = LeaseSettings::new(&options.settings.system_namespace, &options.identity);
         leader::acquire(&client, &lease)
@@ -520,14 +530,26 @@ pub async fn run(
     })
     .run(reconcile, error_policy, context)
     .for_each(|_| async {});
-    match leadership {
-        Some(lost) => tokio::select! {
-            () = controller => Ok(()),
-            _ = lost => Err(ControllerError::LeadershipLost),
-        },
-        None => {
-            controller.await;
-            Ok(())
+    let lost = async move {
+        match leadership {
+            Some(task) => {
+                let _ = task.await;
+            }
+            None => std::future::pending().await,
         }
+    };
+    let webhook_failed = async move {
+        match webhook {
+            Some(task) => match task.await {
+                Ok(Err(e)) => e,
+                _ => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = controller => Ok(()),
+        () = lost => Err(ControllerError::LeadershipLost),
+        failed = webhook_failed => Err(ControllerError::Webhook(failed)),
     }
 }
