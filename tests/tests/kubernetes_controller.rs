@@ -175,6 +175,55 @@ fn condition(isvc: &Value, kind: &str) -> String {
         .to_string()
 }
 
+/// (reason, message) of a condition that is False.
+fn reason_of(isvc: &Value, kind: &str) -> Option<(String, String)> {
+    let condition = isvc["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind && c["status"] == "False")?;
+    Some((
+        condition["reason"].as_str()?.to_string(),
+        condition["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+/// A pod of `revision` whose runtime image cannot be pulled, as the kubelet reports it.
+fn stuck_pod(api: &ApiServer, isvc: &str, revision: &str) {
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": format!("{revision}-abc"), "namespace": NS, "labels": {
+            "serving.serval.dev/revision": revision,
+            "serving.kserve.io/inferenceservice": isvc,
+            "component": "predictor",
+            "app.kubernetes.io/managed-by": "serval",
+        }},
+        "spec": {"containers": [{"name": "kserve-container", "image": "kserve/sklearnserver:nope"}]},
+    });
+    let path = format!("/api/v1/namespaces/{NS}/pods");
+    let (status, body) = api.request("POST", &path, &pod.to_string()).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let mut created: Value = serde_json::from_str(&body).unwrap();
+    created["status"] = json!({"phase": "Pending", "containerStatuses": [{
+        "name": "kserve-container", "ready": false, "restartCount": 0,
+        "image": "kserve/sklearnserver:nope", "imageID": "",
+        "state": {"waiting": {"reason": "ImagePullBackOff",
+            "message": "Back-off pulling image: pull access denied"}},
+    }]});
+    let name = format!("{revision}-abc");
+    let (status, body) = api
+        .request(
+            "PUT",
+            &format!("{path}/{name}/status"),
+            &created.to_string(),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
 fn manifest(storage: &str, canary: Option<u32>, transformer: bool) -> String {
     let canary = canary.map_or(String::new(), |p| {
         format!("    canaryTrafficPercent: {p}\n")
@@ -459,6 +508,32 @@ fn inference_services_become_revisions_services_and_status_under_the_charts_rbac
             && condition(&current, "Ready") == "True")
             .then_some(())
     });
+
+    // A model no runtime serves: never Ready, and the condition says why.
+    let pmml = manifest("gs://models/other", None, false)
+        .replace("name: iris", "name: nope")
+        .replace("name: sklearn", "name: pmml");
+    file(&pmml);
+    let (reason, message) = wait_for(
+        "the missing runtime reported",
+        Duration::from_secs(30),
+        || reason_of(&isvc(&api, "nope"), "PredictorReady"),
+    );
+    assert_eq!(reason, "NoSupportingRuntime");
+    assert!(message.contains("pmml"), "{message}");
+    assert_eq!(condition(&isvc(&api, "nope"), "Ready"), "False");
+
+    // An image that cannot be pulled: the revision's pod says so, and so does the status.
+    file(&manifest("gs://models/pull", None, false).replace("name: iris", "name: pull"));
+    wait_for("the revision", Duration::from_secs(30), || {
+        deployment(&api, "pull-predictor-1")
+    });
+    stuck_pod(&api, "pull", "pull-predictor-1");
+    let (reason, message) = wait_for("the pull failure reported", Duration::from_secs(30), || {
+        reason_of(&isvc(&api, "pull"), "PredictorReady").filter(|(r, _)| r == "ImagePullBackOff")
+    });
+    assert!(message.contains("pull access denied"), "{message}");
+    assert_eq!(condition(&isvc(&api, "pull"), "Ready"), "False");
 
     // A restart rebuilds from the API server and writes nothing.
     let before = resource_versions(&api);
