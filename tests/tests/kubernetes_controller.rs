@@ -529,7 +529,7 @@ fn inference_services_become_revisions_services_and_status_under_the_charts_rbac
         deployment(&api, "pull-predictor-1")
     });
     stuck_pod(&api, "pull", "pull-predictor-1");
-    let (reason, message) = wait_for("the pull failure reported", Duration::from_secs(30), || {
+    let (_, message) = wait_for("the pull failure reported", Duration::from_secs(30), || {
         reason_of(&isvc(&api, "pull"), "PredictorReady").filter(|(r, _)| r == "ImagePullBackOff")
     });
     assert!(message.contains("pull access denied"), "{message}");
