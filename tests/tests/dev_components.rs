@@ -573,3 +573,60 @@ async fn an_explainer_answers_explain() {
     dev.interrupt_and_expect_clean_exit().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transformer_that_keeps_exiting_is_reported_and_never_skipped() {
+    let dir = test_dir("crashing");
+    let manifest = dir.join("iris.yaml");
+    let text = format!(
+        "{ISVC}metadata:\n  name: iris\nspec:\n  transformer:\n    minReplicas: 1\n    containers:\n      - name: transformer\n        image: local\n        command: [python3, -c, \"import sys; print('no model here', file=sys.stderr); sys.exit(3)\"]\n{}",
+        versioned_iris(1, None, "")
+            .split_once("spec:\n")
+            .unwrap()
+            .1
+    );
+    write_manifest(&manifest, &text);
+    let dev = Dev::start(&dir, &manifest);
+    // Three quick exits in a row: the transformer's revision has failed, and serval dev
+    // says why, with the exit and where the log is.
+    dev.wait_until(Duration::from_secs(60), "the crash loop reported", || {
+        let stderr = dev.stderr.lock().unwrap().join("\n");
+        stderr.contains("TransformerReady is False: CrashLoopBackOff")
+            && stderr.contains("iris-transformer-1")
+    })
+    .await;
+    let stderr = dev.stderr.lock().unwrap().join("\n");
+    assert!(
+        stderr.contains("runtime exited (exit status: 3)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".runtime.log"), "{stderr}");
+    // A request to the service is answered at once, by neither a hang nor the predictor.
+    let client = http1();
+    // (The activator would hold a request for a revision that is only starting for up to
+    // its 300 s timeout; one for a failed component is refused.)
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        call(
+            &client,
+            &dev.url(&format!("/serving/default/iris{PREDICT}")),
+            &[],
+            IRIS_INSTANCE,
+        ),
+    )
+    .await
+    .expect("refused, not held")
+    .unwrap();
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.json()["error"].is_string(), "{answer:?}");
+    // The predictor itself still serves.
+    let direct = dev
+        .first_answer(
+            &client,
+            &format!("/serving/default/iris-predictor{PREDICT}"),
+            IRIS_INSTANCE,
+        )
+        .await;
+    assert_eq!(direct.json()["version"], "1");
+    dev.interrupt_and_expect_clean_exit().await;
+}

@@ -27,17 +27,19 @@ pub fn service_route(isvc: &InferenceService) -> Option<ServiceRoute> {
     ];
     let mut route = ServiceRoute::new(&namespace, &name);
     for (component, extension) in components {
-        let (Some(extension), Some(published)) =
-            (extension, status.components.get(component_key(component)))
-        else {
+        let Some(extension) = extension else {
             continue;
         };
-        let traffic = traffic(&namespace, extension, published);
-        if !traffic.is_empty() {
-            route.components.insert(component, traffic);
-        }
+        // A component of the spec with nothing to route to yet is still there: requests for
+        // it get 503, and a transformer that is not up is never skipped for its predictor.
+        let traffic = status
+            .components
+            .get(component_key(component))
+            .map(|published| traffic(&namespace, extension, published))
+            .unwrap_or_default();
+        route.components.insert(component, traffic);
     }
-    if route.components.is_empty() {
+    if route.components.values().all(Vec::is_empty) {
         return None;
     }
     let mut annotations = isvc.metadata.annotations.clone().unwrap_or_default();
@@ -146,5 +148,21 @@ mod tests {
             serde_json::json!({ "components": { "predictor": {} } })
         ))
         .is_none());
+    }
+
+    #[test]
+    fn a_transformer_not_up_yet_is_the_entry_with_nothing_to_route_to() {
+        let mut with_transformer = isvc(serde_json::json!({ "components": { "predictor": {
+            "latestReadyRevision": "iris-predictor-1"
+        }}}));
+        with_transformer.spec.transformer = Some(
+            serde_json::from_value(serde_json::json!({
+                "containers": [{ "name": "kserve-container", "image": "t" }]
+            }))
+            .unwrap(),
+        );
+        let route = service_route(&with_transformer).unwrap();
+        assert_eq!(route.entry(), Component::Transformer);
+        assert!(route.components[&Component::Transformer].is_empty());
     }
 }

@@ -15,7 +15,7 @@ use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
 use tokio::sync::watch;
 
 use super::builtin::builtin_runtimes;
-use super::replica::ReplicaSpec;
+use super::replica::{ReplicaInfo, ReplicaSpec};
 use super::supervisor::Supervisor;
 use super::translate::{companion_replica_spec, predictor_replica_spec, TranslateError};
 use crate::rollout::{
@@ -84,6 +84,29 @@ impl<P: LocalPlatform> std::fmt::Debug for LocalReconciler<P> {
         f.debug_struct("LocalReconciler")
             .field("services", &self.services.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Exits in a row, each soon after a start, that make a replica's revision failed.
+const CRASH_LOOP: u32 = 3;
+
+/// A revision's health from its replicas, as a pod's would read: ready when one is, failed
+/// when every replica keeps exiting soon after it starts.
+fn local_health(replicas: &[ReplicaInfo]) -> RevisionHealth {
+    if replicas.iter().any(|r| r.ready) {
+        return RevisionHealth::Ready;
+    }
+    let all_looping = !replicas.is_empty() && replicas.iter().all(|r| r.crashes >= CRASH_LOOP);
+    match replicas.iter().max_by_key(|r| r.crashes) {
+        Some(replica) if all_looping => RevisionHealth::Failed {
+            reason: "CrashLoopBackOff".to_string(),
+            message: format!(
+                "exited {} times in a row: {}",
+                replica.crashes,
+                replica.last_exit.as_deref().unwrap_or("no reason recorded")
+            ),
+        },
+        _ => RevisionHealth::NotReady,
     }
 }
 
@@ -268,11 +291,7 @@ impl<P: LocalPlatform> LocalReconciler<P> {
             .iter()
             .map(|r| {
                 let key = format!("{namespace}/{}", r.name);
-                let health = if self.supervisor.ready(&key).is_empty() {
-                    RevisionHealth::NotReady
-                } else {
-                    RevisionHealth::Ready
-                };
+                let health = local_health(&self.supervisor.replicas(&key));
                 ObservedRevision {
                     health,
                     ..r.clone()
@@ -340,6 +359,30 @@ impl<P: LocalPlatform> LocalReconciler<P> {
         };
         state.revisions.retain(|r| !plan.delete.contains(&r.name));
         state.revisions.extend(created);
+        let before = state.isvc.status.as_ref();
+        for condition in plan
+            .status
+            .conditions
+            .iter()
+            .filter(|c| c.status == "False")
+        {
+            let already = before.is_some_and(|b| {
+                b.conditions.iter().any(|c| {
+                    c.condition_type == condition.condition_type
+                        && c.status == "False"
+                        && c.reason == condition.reason
+                })
+            });
+            if !already && condition.condition_type != "Ready" {
+                self.platform.note(format!(
+                    "{namespace}/{}: {} is False: {}: {}",
+                    key.1,
+                    condition.condition_type,
+                    condition.reason.as_deref().unwrap_or_default(),
+                    condition.message.as_deref().unwrap_or_default()
+                ));
+            }
+        }
         let changed = state.isvc.status.as_ref() != Some(&plan.status);
         state.isvc.status = Some(plan.status);
         if changed {

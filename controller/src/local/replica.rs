@@ -43,6 +43,10 @@ pub struct ReplicaInfo {
     pub ready: bool,
     pub runtime_pid: Option<u32>,
     pub proxy_pid: Option<u32>,
+    /// Exits in a row that came before the replica had run for a while (a crash loop).
+    pub crashes: u32,
+    /// Why it last exited, and where its log is.
+    pub last_exit: Option<String>,
 }
 
 /// Names the supervising process to a child `serval` role; see `serval`'s main.
@@ -201,6 +205,8 @@ impl ReplicaTask {
             ready: false,
             runtime_pid: runtime.id(),
             proxy_pid: proxy.id(),
+            crashes: 0,
+            last_exit: None,
         };
         let processes = Processes {
             runtime,
@@ -213,9 +219,10 @@ impl ReplicaTask {
     /// Runs the replica until `stop` fires, restarting it whenever it dies.
     pub(crate) async fn run(self, mut stop: oneshot::Receiver<()>) {
         let mut backoff = Duration::from_millis(500);
+        let (mut crashes, mut last_exit) = (0, None);
         loop {
             let started = Instant::now();
-            let (mut processes, info) = match self.start() {
+            let (mut processes, mut info) = match self.start() {
                 Ok(started) => started,
                 Err(e) => {
                     tracing::warn!(replica = %self.name, error = %e, "cannot start replica");
@@ -227,6 +234,8 @@ impl ReplicaTask {
                 }
             };
             tracing::info!(replica = %self.name, proxy = %info.proxy, "replica started");
+            info.crashes = crashes;
+            info.last_exit.clone_from(&last_exit);
             self.publish(Some(info.clone()));
             let exit = tokio::select! {
                 _ = &mut stop => {
@@ -236,17 +245,36 @@ impl ReplicaTask {
                 }
                 status = processes.runtime.wait() => format!("runtime exited ({})", describe(status)),
                 status = processes.proxy.wait() => format!("queue-proxy exited ({})", describe(status)),
-                _ = self.watch_readiness(info) => "readiness watcher stopped".to_string(),
+                _ = self.watch_readiness(info.clone()) => "readiness watcher stopped".to_string(),
             };
             tracing::warn!(replica = %self.name, "{exit}; replacing it");
-            self.publish(None);
             let _ = processes.runtime.start_kill();
             let _ = processes.proxy.start_kill();
             let _ = processes.runtime.wait().await;
             let _ = processes.proxy.wait().await;
             if started.elapsed() >= HEALTHY_RUN {
                 backoff = Duration::from_millis(500);
+                crashes = 0;
+            } else {
+                crashes += 1;
             }
+            last_exit = Some(match &self.log_dir {
+                Some(dir) => format!(
+                    "{exit} (log: {})",
+                    dir.join(format!("{}.runtime.log", self.name)).display()
+                ),
+                None => exit,
+            });
+            // While it waits to be replaced it is there, not ready, and says why: like a
+            // pod in CrashLoopBackOff.
+            self.publish(Some(ReplicaInfo {
+                ready: false,
+                runtime_pid: None,
+                proxy_pid: None,
+                crashes,
+                last_exit: last_exit.clone(),
+                ..info
+            }));
             if wait_or_stop(backoff, &mut stop).await {
                 return;
             }
