@@ -4,6 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::component::ComponentExtensionSpec;
 use crate::predictor::{ExplainerSpec, PredictorSpec, TransformerSpec};
 use crate::status::InferenceServiceStatus;
 
@@ -56,6 +57,16 @@ impl ComponentKind {
 }
 
 impl InferenceServiceSpec {
+    /// The KServe extension fields (scaling, traffic, timeouts) of `kind`, when the spec has
+    /// that component.
+    pub fn extension(&self, kind: ComponentKind) -> Option<&ComponentExtensionSpec> {
+        match kind {
+            ComponentKind::Predictor => Some(&self.predictor.component),
+            ComponentKind::Transformer => self.transformer.as_ref().map(|t| &t.component),
+            ComponentKind::Explainer => self.explainer.as_ref().map(|e| &e.component),
+        }
+    }
+
     /// The component that receives a client's requests: the transformer when there is one.
     pub fn entry_component(&self) -> ComponentKind {
         if self.transformer.is_some() {

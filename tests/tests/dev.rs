@@ -1,14 +1,13 @@
 //! `serval dev` as a newcomer runs it: the real binary on the examples, requests through the
 //! activator, scale to zero and back, a burst at zero, bad manifests, and a clean Ctrl-C.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serval_tests::http_client::{get, http1, http2, send};
 use serval_tests::otlp::{OtlpReceiver, ReceivedSpan};
-use serval_tests::{free_port, repo_root, serval_bin};
+use serval_tests::{collect_lines, free_port, repo_root, serval_bin};
 
 /// `serval dev` with its live-view lines collected.
 struct Dev {
@@ -43,18 +42,8 @@ impl Dev {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start serval dev");
-        let collect = |stream: Box<dyn std::io::Read + Send>| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-            lines
-        };
-        let lines = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let lines = collect_lines(child.stdout.take().unwrap());
+        let stderr = collect_lines(child.stderr.take().unwrap());
         Dev {
             child,
             port,

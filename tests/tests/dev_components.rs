@@ -4,7 +4,6 @@
 //! activator; an explainer answers `:explain`. The model servers are the small stdlib Python
 //! programs in `tests/python/` (and `serval runtime` for the explainer's predictor).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use serval_tests::http_client::{http1, Answer, TestClient};
-use serval_tests::{free_port, repo_root, serval_bin};
+use serval_tests::{collect_lines, free_port, repo_root, serval_bin};
 
 const SHORT_WINDOWS: &str = "stable-window: 6s\nscale-to-zero-grace-period: 1s\n";
 const ISVC: &str = "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n";
@@ -53,18 +52,8 @@ impl Dev {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start serval dev");
-        let collect = |stream: Box<dyn std::io::Read + Send>| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-            lines
-        };
-        let lines = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let lines = collect_lines(child.stdout.take().unwrap());
+        let stderr = collect_lines(child.stderr.take().unwrap());
         Dev {
             child,
             port,

@@ -4,7 +4,6 @@
 //! shows the service at zero and its processes gone, the `curl` lines again (a cold start),
 //! and Ctrl-C (SIGINT to the whole foreground process group) leaving no process behind.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serval_tests::readme::{code_blocks, code_spans, commands, Documented, Readme};
-use serval_tests::{repo_root, serval_bin};
+use serval_tests::{collect_lines, repo_root, serval_bin};
 
 /// The processes of one process group, as `/proc` lists them now (zombies excluded).
 fn group_members(pgid: u32) -> Vec<u32> {
@@ -57,18 +56,8 @@ impl Terminal {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start bash");
-        let collect = |stream: Box<dyn std::io::Read + Send>| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-            lines
-        };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let stdout = collect_lines(child.stdout.take().unwrap());
+        let stderr = collect_lines(child.stderr.take().unwrap());
         Terminal {
             child,
             stdout,

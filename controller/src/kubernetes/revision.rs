@@ -59,7 +59,7 @@ fn problem(reason: &str, message: impl Into<String>) -> TemplateProblem {
 
 /// KServe lays the model spec's container fields over the runtime's container: image (or
 /// `runtimeVersion` as its tag), resources and command replace, args and env add to it.
-fn overlay(mut container: Container, model: &ModelSpec) -> Container {
+pub(crate) fn overlay(mut container: Container, model: &ModelSpec) -> Container {
     let extension = &model.extension;
     let inline = &extension.container;
     if let Some(image) = &inline.image {

@@ -18,7 +18,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use k8s_openapi::ByteString;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 use tokio_rustls::rustls::crypto::ring::default_provider;
@@ -237,52 +237,37 @@ async fn current_keys(
 /// Puts `bundle` into every webhook's `caBundle` of both configurations.
 async fn patch_ca_bundles(client: &Client, bundle: &str) -> Result<(), WebhookError> {
     let encoded = ByteString(bundle.as_bytes().to_vec());
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let failed = |name: &str| {
-        let name = name.to_string();
-        move |source| WebhookError::CaBundle { name, source }
+    let validating = ApiResource::erase::<ValidatingWebhookConfiguration>(&());
+    let mutating = ApiResource::erase::<MutatingWebhookConfiguration>(&());
+    patch_ca_bundle(client, &validating, VALIDATING_WEBHOOK, &encoded).await?;
+    patch_ca_bundle(client, &mutating, MUTATING_WEBHOOK, &encoded).await
+}
+
+/// One webhook configuration's `caBundle`s, when the configuration exists.
+async fn patch_ca_bundle(
+    client: &Client,
+    resource: &ApiResource,
+    name: &str,
+    bundle: &ByteString,
+) -> Result<(), WebhookError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
+    let failed = |source| WebhookError::CaBundle {
+        name: name.to_string(),
+        source,
     };
-    if let Some(config) = validating
-        .get_opt(VALIDATING_WEBHOOK)
+    let Some(config) = api.get_opt(name).await.map_err(failed)? else {
+        return Ok(());
+    };
+    let webhooks: Vec<Value> = config.data["webhooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| json!({"name": w["name"], "clientConfig": {"caBundle": bundle}}))
+        .collect();
+    let patch = Patch::Strategic(json!({ "webhooks": webhooks }));
+    api.patch(name, &PatchParams::default(), &patch)
         .await
-        .map_err(failed(VALIDATING_WEBHOOK))?
-    {
-        let webhooks: Vec<Value> = config
-            .webhooks
-            .iter()
-            .flatten()
-            .map(|w| json!({"name": w.name, "clientConfig": {"caBundle": encoded}}))
-            .collect();
-        validating
-            .patch(
-                VALIDATING_WEBHOOK,
-                &PatchParams::default(),
-                &Patch::Strategic(json!({"webhooks": webhooks})),
-            )
-            .await
-            .map_err(failed(VALIDATING_WEBHOOK))?;
-    }
-    if let Some(config) = mutating
-        .get_opt(MUTATING_WEBHOOK)
-        .await
-        .map_err(failed(MUTATING_WEBHOOK))?
-    {
-        let webhooks: Vec<Value> = config
-            .webhooks
-            .iter()
-            .flatten()
-            .map(|w| json!({"name": w.name, "clientConfig": {"caBundle": encoded}}))
-            .collect();
-        mutating
-            .patch(
-                MUTATING_WEBHOOK,
-                &PatchParams::default(),
-                &Patch::Strategic(json!({"webhooks": webhooks})),
-            )
-            .await
-            .map_err(failed(MUTATING_WEBHOOK))?;
-    }
+        .map_err(failed)?;
     Ok(())
 }
 

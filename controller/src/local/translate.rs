@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Container;
 use serval_api::component::ComponentExtensionSpec;
 use serval_api::inference_service::ComponentKind;
 use serval_api::predictor::{ModelSpec, PredictorImplementation};
@@ -14,6 +13,7 @@ use serval_api::serving_runtime::{render_arg, TemplateError};
 use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
 
 use super::replica::ReplicaSpec;
+use crate::kubernetes::revision::overlay;
 
 /// The image of Serval's own runtime: its containers run the `serval` binary locally.
 pub const SERVAL_IMAGE: &str = "ghcr.io/serval-dev/serval";
@@ -281,27 +281,6 @@ fn model_directory(
         .as_deref()
         .map(|uri| local_model_dir(uri, manifest_dir))
         .transpose()
-}
-
-/// KServe lays the model spec's container fields over the runtime's container.
-fn overlay(mut container: Container, model: &ModelSpec) -> Container {
-    let inline = &model.extension.container;
-    if let Some(args) = &inline.args {
-        container
-            .args
-            .get_or_insert_with(Vec::new)
-            .extend(args.iter().cloned());
-    }
-    if let Some(env) = &inline.env {
-        container
-            .env
-            .get_or_insert_with(Vec::new)
-            .extend(env.iter().cloned());
-    }
-    if let Some(command) = &inline.command {
-        container.command = Some(command.clone());
-    }
-    container
 }
 
 #[cfg(test)]

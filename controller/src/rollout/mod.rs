@@ -151,13 +151,8 @@ pub fn reconcile(
 
 /// KServe's `canaryTrafficPercent` of one component, clamped to 0..=100.
 fn canary_percent(isvc: &InferenceService, kind: ComponentKind) -> Option<u32> {
-    let spec = &isvc.spec;
-    let extension = match kind {
-        ComponentKind::Predictor => Some(&spec.predictor.component),
-        ComponentKind::Transformer => spec.transformer.as_ref().map(|t| &t.component),
-        ComponentKind::Explainer => spec.explainer.as_ref().map(|e| &e.component),
-    }?;
-    extension
+    isvc.spec
+        .extension(kind)?
         .canary_traffic_percent
         .map(|p| p.clamp(0, 100) as u32)
 }

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serval_activator::{service_route, RouteTable};
-use serval_api::component::ComponentExtensionSpec;
 use serval_api::inference_service::ComponentKind;
 use serval_api::InferenceService;
 use serval_autoscaler::live::{Autoscaler, Scaler};
@@ -19,15 +18,6 @@ pub(crate) struct DevPlatform<S: Scaler> {
     pub(crate) routes: Arc<RouteTable>,
 }
 
-fn component(isvc: &InferenceService, kind: ComponentKind) -> Option<&ComponentExtensionSpec> {
-    let spec = &isvc.spec;
-    match kind {
-        ComponentKind::Predictor => Some(&spec.predictor.component),
-        ComponentKind::Transformer => spec.transformer.as_ref().map(|t| &t.component),
-        ComponentKind::Explainer => spec.explainer.as_ref().map(|e| &e.component),
-    }
-}
-
 impl<S: Scaler> LocalPlatform for DevPlatform<S> {
     fn add_revision(
         &self,
@@ -35,7 +25,7 @@ impl<S: Scaler> LocalPlatform for DevPlatform<S> {
         isvc: &InferenceService,
         kind: ComponentKind,
     ) -> Result<(), String> {
-        let extension = component(isvc, kind).ok_or("no such component")?;
+        let extension = isvc.spec.extension(kind).ok_or("no such component")?;
         // The component's own annotations win over the service's, as in KServe.
         let mut annotations: BTreeMap<String, String> =
             isvc.metadata.annotations.clone().unwrap_or_default();
