@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -23,6 +23,7 @@ use serde_json::json;
 use serval_api::inference_service::ComponentKind;
 use serval_api::revision::REVISION_LABEL;
 use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
+use tokio::sync::watch;
 
 use super::health::revision_health;
 use super::labels;
@@ -91,7 +92,66 @@ struct Context {
     settings: Settings,
     runtimes: Store<ServingRuntime>,
     cluster_runtimes: Store<ClusterServingRuntime>,
+    /// What the controller made, as watched: a reconcile reads these instead of listing from
+    /// the API server, which would read every object of the namespace each time.
+    deployments: Store<Deployment>,
+    services: Store<Service>,
+    pods: Store<Pod>,
     health: Arc<Health>,
+}
+
+/// The objects of one InferenceService in a store.
+fn owned_by<K>(store: &Store<K>, namespace: &str, isvc: &str) -> Vec<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| {
+            o.meta().namespace.as_deref() == Some(namespace)
+                && o.meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(labels::INFERENCE_SERVICE))
+                    .map(String::as_str)
+                    == Some(isvc)
+        })
+        .map(|o| (**o).clone())
+        .collect()
+}
+
+/// A store of `api`'s objects that `config` selects, kept current in the background, and a
+/// counter of the changes it has seen.
+fn watched<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, watch::Receiver<u64>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let (changed, changes) = watch::channel(0u64);
+    let stream = reflector::reflector(writer, watcher::watcher(api, config))
+        .default_backoff()
+        .touched_objects();
+    tokio::spawn(stream.for_each(move |_| {
+        changed.send_modify(|n| *n += 1);
+        std::future::ready(())
+    }));
+    (store, changes)
+}
+
+/// One item per change a [`watched`] store saw (changes in a burst may come as one).
+fn changes(mut counter: watch::Receiver<u64>) -> impl futures_util::Stream<Item = ()> + Send {
+    counter.mark_unchanged();
+    futures_util::stream::unfold(counter, |mut counter| async move {
+        counter.changed().await.ok()?;
+        Some(((), counter))
+    })
 }
 
 fn api_error(
@@ -165,31 +225,11 @@ async fn reconcile(
     let client = ctx.client.clone();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let selector = format!(
-        "{}={name},{}={}",
-        labels::INFERENCE_SERVICE,
-        labels::MANAGED_BY,
-        labels::MANAGER
-    );
-    let listed = ListParams::default().labels(&selector);
-    let existing = deployments.list(&listed).await.map_err(api_error(
-        "list",
-        "Deployments of",
-        &namespace,
-        &name,
-    ))?;
-    let existing_pods = pods
-        .list(&listed)
-        .await
-        .map_err(api_error("list", "pods of", &namespace, &name))?;
-    let existing_services = services
-        .list(&ListParams::default().labels(&format!("{}={name}", labels::INFERENCE_SERVICE)))
-        .await
-        .map_err(api_error("list", "Services of", &namespace, &name))?;
+    let existing = owned_by(&ctx.deployments, &namespace, &name);
+    let existing_pods = owned_by(&ctx.pods, &namespace, &name);
+    let existing_services = owned_by(&ctx.services, &namespace, &name);
 
     let observed: Vec<ObservedRevision> = existing
-        .items
         .iter()
         .filter_map(|deployment| {
             let labels = deployment.metadata.labels.as_ref()?;
@@ -198,7 +238,6 @@ async fn reconcile(
                 .into_iter()
                 .find(|k| labels.get(labels::COMPONENT).map(String::as_str) == Some(k.as_str()))?;
             let its_pods: Vec<&Pod> = existing_pods
-                .items
                 .iter()
                 .filter(|p| p.labels().get(REVISION_LABEL) == Some(revision))
                 .collect();
@@ -262,11 +301,7 @@ async fn reconcile(
     }
 
     // Every revision kept has its private Service; created once, never rewritten.
-    let service_names: Vec<String> = existing_services
-        .items
-        .iter()
-        .map(|s| s.name_any())
-        .collect();
+    let service_names: Vec<String> = existing_services.iter().map(|s| s.name_any()).collect();
     let kept = observed
         .iter()
         .map(|r| (r.component, r.name.clone()))
@@ -282,7 +317,7 @@ async fn reconcile(
             .await?;
         }
     }
-    apply_entry_services(&isvc, &ctx, &services, &existing_services.items).await?;
+    apply_entry_services(&isvc, &ctx, &services, &existing_services).await?;
 
     for revision in &decided.delete {
         for result in [
@@ -473,40 +508,38 @@ pub async fn run(
     health.leading();
 
     let namespace = options.namespace.as_deref();
-    let (runtimes, runtime_writer) = reflector::store();
-    let (cluster_runtimes, cluster_writer) = reflector::store();
-    let runtime_changes = reflector::reflector(
-        runtime_writer,
-        watcher::watcher(
-            scoped::<ServingRuntime>(&client, namespace),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .map(|_| ());
-    let cluster_changes = reflector::reflector(
-        cluster_writer,
-        watcher::watcher(
-            Api::<ClusterServingRuntime>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .map(|_| ());
-    let runtimes_changed = futures_util::stream::select(runtime_changes, cluster_changes);
+    let (runtimes, runtime_changes) = watched(
+        scoped::<ServingRuntime>(&client, namespace),
+        watcher::Config::default(),
+    );
+    let (cluster_runtimes, cluster_changes) = watched(
+        Api::<ClusterServingRuntime>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    // A runtime that changes may change every service's revisions.
+    let runtimes_changed =
+        futures_util::stream::select(changes(runtime_changes), changes(cluster_changes));
 
+    let managed =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let pods = watcher::Config::default().labels(REVISION_LABEL);
     let context = Arc::new(Context {
         client: client.clone(),
         settings: options.settings.clone(),
         runtimes,
         cluster_runtimes,
+        deployments: watched(scoped(&client, namespace), managed.clone()).0,
+        services: watched(scoped(&client, namespace), managed.clone()).0,
+        pods: watched(scoped(&client, namespace), pods.clone()).0,
         health: health.clone(),
     });
-    let managed =
-        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let pods = watcher::Config::default().labels(REVISION_LABEL);
+    // The first reconciles must see what exists (or they would make it again) and every
+    // runtime (or they would report one missing).
+    let _ = context.deployments.wait_until_ready().await;
+    let _ = context.services.wait_until_ready().await;
+    let _ = context.pods.wait_until_ready().await;
+    let _ = context.runtimes.wait_until_ready().await;
+    let _ = context.cluster_runtimes.wait_until_ready().await;
     let controller = Controller::new(
         scoped::<InferenceService>(&client, namespace),
         watcher::Config::default(),
