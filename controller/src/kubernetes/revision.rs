@@ -131,6 +131,8 @@ pub fn revision_template(
             .cloned()
             .ok_or_else(|| problem("InvalidSpec", format!("{path}: needs a container")))
     };
+    // A ServingRuntime's own annotations reach its pods, below the service's.
+    let mut runtime_annotations = BTreeMap::new();
     let (mut container, pod, extension, storage_uri, runtime) = match kind {
         ComponentKind::Predictor => {
             let predictor = &spec.predictor;
@@ -156,6 +158,7 @@ pub fn revision_template(
                             .get_or_insert_with(Vec::new)
                             .extend(secrets.iter().cloned());
                     }
+                    runtime_annotations = runtime_spec.annotations.clone().unwrap_or_default();
                     if let Some(volumes) = &runtime_spec.volumes {
                         pod.volumes
                             .get_or_insert_with(Vec::new)
@@ -237,7 +240,10 @@ pub fn revision_template(
     container.name = "kserve-container".to_string();
     Ok(RevisionTemplate {
         kind,
-        annotations: merged_annotations(isvc, &extension),
+        annotations: {
+            runtime_annotations.extend(merged_annotations(isvc, &extension));
+            runtime_annotations
+        },
         container,
         pod,
         extension,

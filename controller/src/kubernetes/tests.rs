@@ -25,6 +25,7 @@ apiVersion: serving.kserve.io/v1alpha1
 kind: ClusterServingRuntime
 metadata: {name: kserve-sklearnserver}
 spec:
+  annotations: {serving.serval.dev/queue-depth-metric: "sklearn:waiting", autoscaling.knative.dev/target: "9"}
   supportedModelFormats: [{name: sklearn, version: "1", autoSelect: true}]
   protocolVersions: [v1, v2]
   containers:
@@ -52,7 +53,7 @@ apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata:
   name: iris
-  annotations: {autoscaling.knative.dev/initial-scale: "0"}
+  annotations: {autoscaling.knative.dev/initial-scale: "0", autoscaling.knative.dev/target: "3"}
 spec:
   predictor:
     minReplicas: 2
@@ -82,6 +83,10 @@ fn the_model_spec_is_laid_over_the_runtime_container() {
     let deployment: Deployment =
         revision_deployment(&isvc, &template, "iris-predictor-1", "abc", &settings());
     let value = serde_json::to_value(&deployment).unwrap();
+    assert_eq!(
+        value["metadata"]["annotations"]["autoscaling.knative.dev/target"],
+        "3"
+    );
     // Knative's rule: never below minReplicas, whatever the initial scale says.
     assert_eq!(value["spec"]["replicas"], 2);
     assert_eq!(
