@@ -180,6 +180,8 @@ impl ApiServer {
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster=serval-test={peer_url}"))
+            // Debian's etcd 3.4 with its default (capnslog) logger can crash on a slow read.
+            .arg("--logger=zap")
             .stdin(Stdio::null())
             .stdout(log_file(&dir, "etcd.log"))
             .stderr(log_file(&dir, "etcd.log"))

@@ -122,8 +122,13 @@ where
 }
 
 /// A store of `api`'s objects that `config` selects, kept current in the background, and a
-/// counter of the changes it has seen.
-fn watched<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, watch::Receiver<u64>)
+/// counter of the changes it has seen. Each object is kept as `trim` leaves it: only what a
+/// reconcile reads, and never the managed fields.
+fn watched<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+) -> (Store<K>, watch::Receiver<u64>)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -135,7 +140,11 @@ where
 {
     let (store, writer) = reflector::store();
     let (changed, changes) = watch::channel(0u64);
-    let stream = reflector::reflector(writer, watcher::watcher(api, config))
+    let trimmed = watcher::watcher(api, config).modify(move |object: &mut K| {
+        object.managed_fields_mut().clear();
+        trim(object);
+    });
+    let stream = reflector::reflector(writer, trimmed)
         .default_backoff()
         .touched_objects();
     tokio::spawn(stream.for_each(move |_| {
@@ -511,10 +520,12 @@ pub async fn run(
     let (runtimes, runtime_changes) = watched(
         scoped::<ServingRuntime>(&client, namespace),
         watcher::Config::default(),
+        |_| {},
     );
     let (cluster_runtimes, cluster_changes) = watched(
         Api::<ClusterServingRuntime>::all(client.clone()),
         watcher::Config::default(),
+        |_| {},
     );
     // A runtime that changes may change every service's revisions.
     let runtimes_changed =
@@ -528,9 +539,15 @@ pub async fn run(
         settings: options.settings.clone(),
         runtimes,
         cluster_runtimes,
-        deployments: watched(scoped(&client, namespace), managed.clone()).0,
-        services: watched(scoped(&client, namespace), managed.clone()).0,
-        pods: watched(scoped(&client, namespace), pods.clone()).0,
+        // A revision is read by its labels, annotations and status; its pods by their status.
+        deployments: watched(scoped(&client, namespace), managed.clone(), |d: &mut Deployment| {
+            if let Some(spec) = d.spec.as_mut() {
+                spec.template = Default::default();
+            }
+        })
+        .0,
+        services: watched(scoped(&client, namespace), managed.clone(), |_| {}).0,
+        pods: watched(scoped(&client, namespace), pods.clone(), |p: &mut Pod| p.spec = None).0,
         health: health.clone(),
     });
     // The first reconciles must see what exists (or they would make it again) and every
