@@ -98,12 +98,24 @@ pub fn commands(block: &str) -> Vec<Documented> {
     commands
 }
 
-/// The inline code spans (`` `...` ``) of `text`, in order.
-pub fn code_spans(text: &str) -> Vec<&str> {
-    text.split('`')
+/// The inline code spans (`` `...` ``) of `text` outside its fenced blocks, in order.
+pub fn code_spans(text: &str) -> Vec<String> {
+    let mut prose = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    prose
+        .split('`')
         .skip(1)
         .step_by(2)
         .filter(|span| !span.is_empty())
+        .map(str::to_string)
         .collect()
 }
 

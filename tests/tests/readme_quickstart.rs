@@ -195,10 +195,11 @@ fn the_quick_start_works_as_written() {
         curls.iter().all(|c| !c.expected.is_empty()),
         "the README shows what each request answers"
     );
-    let at_zero = *code_spans(quick_start)
-        .iter()
+    let at_zero = code_spans(quick_start)
+        .into_iter()
         .find(|s| s.starts_with("ready "))
         .expect("the quick start says what the live view shows at zero");
+    let at_zero = at_zero.as_str();
 
     // What `cargo run` will run, built here first so waiting for it is not a compile.
     let target_dir = serval_bin()
