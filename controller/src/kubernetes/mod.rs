@@ -11,6 +11,8 @@ pub mod services;
 pub mod status_patch;
 
 #[cfg(feature = "kubernetes")]
+mod cache;
+#[cfg(feature = "kubernetes")]
 mod leader;
 #[cfg(feature = "kubernetes")]
 mod reconciler;
@@ -18,6 +20,8 @@ mod reconciler;
 mod server;
 #[cfg(feature = "kubernetes")]
 mod webhook;
+#[cfg(feature = "kubernetes")]
+mod write;
 
 #[cfg(feature = "kubernetes")]
 pub use leader::LEASE_NAME;

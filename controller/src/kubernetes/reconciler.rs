@@ -6,7 +6,6 @@
 //! Services, and writes the status only when it changed. Everything is rebuilt from the API
 //! server, so a restart changes nothing that is already right.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,15 +15,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use serval_api::inference_service::ComponentKind;
 use serval_api::revision::REVISION_LABEL;
 use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
-use tokio::sync::watch;
 
+use super::cache::{changes, owned_by, scoped, watched};
 use super::health::revision_health;
 use super::labels;
 use super::leader::{self, LeaseSettings};
@@ -32,9 +31,10 @@ use super::revision::{
     revision_deployment, revision_template, RevisionTemplate, TEMPLATE_HASH_ANNOTATION,
 };
 use super::server::{self, Health};
-use super::services::{entry_service, revision_service};
+use super::services::revision_service;
 use super::status_patch::merge_patch;
 use super::webhook::{WebhookError, WebhookOptions};
+use super::write::{api_error, apply_entry_services, create_service, is_status};
 use super::Settings;
 use crate::rollout::{
     component_template, reconcile as plan, template_hash, Addressing, ObservedRevision,
@@ -42,7 +42,7 @@ use crate::rollout::{
 };
 
 /// The field manager of everything the controller writes.
-const MANAGER: &str = "serval-controller";
+pub(super) const MANAGER: &str = "serval-controller";
 /// How often a service is looked at again while a revision is starting (for the progress
 /// deadline), and when nothing is pending.
 const PENDING_RECHECK: Duration = Duration::from_secs(10);
@@ -98,89 +98,6 @@ struct Context {
     services: Store<Service>,
     pods: Store<Pod>,
     health: Arc<Health>,
-}
-
-/// The objects of one InferenceService in a store.
-fn owned_by<K>(store: &Store<K>, namespace: &str, isvc: &str) -> Vec<K>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
-{
-    store
-        .state()
-        .iter()
-        .filter(|o| {
-            o.meta().namespace.as_deref() == Some(namespace)
-                && o.meta()
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(labels::INFERENCE_SERVICE))
-                    .map(String::as_str)
-                    == Some(isvc)
-        })
-        .map(|o| (**o).clone())
-        .collect()
-}
-
-/// A store of `api`'s objects that `config` selects, kept current in the background, and a
-/// counter of the changes it has seen. Each object is kept as `trim` leaves it: only what a
-/// reconcile reads, and never the managed fields.
-fn watched<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    trim: fn(&mut K),
-) -> (Store<K>, watch::Receiver<u64>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let (changed, changes) = watch::channel(0u64);
-    let trimmed = watcher::watcher(api, config).modify(move |object: &mut K| {
-        object.managed_fields_mut().clear();
-        trim(object);
-    });
-    let stream = reflector::reflector(writer, trimmed)
-        .default_backoff()
-        .touched_objects();
-    tokio::spawn(stream.for_each(move |_| {
-        changed.send_modify(|n| *n += 1);
-        std::future::ready(())
-    }));
-    (store, changes)
-}
-
-/// One item per change a [`watched`] store saw (changes in a burst may come as one).
-fn changes(mut counter: watch::Receiver<u64>) -> impl futures_util::Stream<Item = ()> + Send {
-    counter.mark_unchanged();
-    futures_util::stream::unfold(counter, |mut counter| async move {
-        counter.changed().await.ok()?;
-        Some(((), counter))
-    })
-}
-
-fn api_error(
-    action: &'static str,
-    kind: &'static str,
-    namespace: &str,
-    name: &str,
-) -> impl FnOnce(kube::Error) -> ControllerError {
-    let (namespace, name) = (namespace.to_string(), name.to_string());
-    move |source| ControllerError::Api {
-        action,
-        kind,
-        namespace,
-        name,
-        source,
-    }
-}
-
-fn is_status(error: &kube::Error, code: u16) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == code)
 }
 
 /// A component's revision template and its hash, or why it has none.
@@ -326,7 +243,7 @@ async fn reconcile(
             .await?;
         }
     }
-    apply_entry_services(&isvc, &ctx, &services, &existing_services).await?;
+    apply_entry_services(&isvc, &ctx.settings, &services, &existing_services).await?;
 
     for revision in &decided.delete {
         for result in [
@@ -379,82 +296,6 @@ async fn reconcile(
     }))
 }
 
-async fn create_service(
-    services: &Api<Service>,
-    service: &Service,
-    namespace: &str,
-) -> Result<(), ControllerError> {
-    let name = service.name_any();
-    match services.create(&PostParams::default(), service).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 409) => Ok(()),
-        Err(e) => Err(api_error("create", "Service", namespace, &name)(e)),
-    }
-}
-
-/// `<isvc>` and `<isvc>-<component>` point at the activator; a removed component's goes.
-async fn apply_entry_services(
-    isvc: &InferenceService,
-    ctx: &Context,
-    services: &Api<Service>,
-    existing: &[Service],
-) -> Result<(), ControllerError> {
-    let namespace = isvc.namespace().unwrap_or_default();
-    let name = isvc.name_any();
-    let mut wanted: BTreeMap<String, Service> = BTreeMap::new();
-    wanted.insert(
-        name.clone(),
-        entry_service(isvc, &name, None, &ctx.settings),
-    );
-    for kind in COMPONENTS {
-        if component_template(isvc, kind).is_some() {
-            let service_name = format!("{name}-{}", kind.as_str());
-            wanted.insert(
-                service_name.clone(),
-                entry_service(isvc, &service_name, Some(kind), &ctx.settings),
-            );
-        }
-    }
-    for (service_name, service) in &wanted {
-        let current = existing.iter().find(|s| &s.name_any() == service_name);
-        let same = current.is_some_and(|s| {
-            s.spec.as_ref().and_then(|spec| spec.external_name.as_ref())
-                == service
-                    .spec
-                    .as_ref()
-                    .and_then(|spec| spec.external_name.as_ref())
-        });
-        if !same {
-            services
-                .patch(
-                    service_name,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(service),
-                )
-                .await
-                .map_err(api_error("apply", "Service", &namespace, service_name))?;
-        }
-    }
-    for service in existing {
-        let service_name = service.name_any();
-        let entry = service
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.type_.as_deref() == Some("ExternalName"));
-        if entry && !wanted.contains_key(&service_name) {
-            match services
-                .delete(&service_name, &DeleteParams::background())
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_error("delete", "Service", &namespace, &service_name)(e)),
-            }
-        }
-    }
-    Ok(())
-}
-
 fn error_policy(
     isvc: Arc<InferenceService>,
     error: &ControllerError,
@@ -467,17 +308,6 @@ fn error_policy(
         "reconcile failed; retrying"
     );
     Action::requeue(Duration::from_secs(5))
-}
-
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -540,14 +370,21 @@ pub async fn run(
         runtimes,
         cluster_runtimes,
         // A revision is read by its labels, annotations and status; its pods by their status.
-        deployments: watched(scoped(&client, namespace), managed.clone(), |d: &mut Deployment| {
-            if let Some(spec) = d.spec.as_mut() {
-                spec.template = Default::default();
-            }
-        })
+        deployments: watched(
+            scoped(&client, namespace),
+            managed.clone(),
+            |d: &mut Deployment| {
+                if let Some(spec) = d.spec.as_mut() {
+                    spec.template = Default::default();
+                }
+            },
+        )
         .0,
         services: watched(scoped(&client, namespace), managed.clone(), |_| {}).0,
-        pods: watched(scoped(&client, namespace), pods.clone(), |p: &mut Pod| p.spec = None).0,
+        pods: watched(scoped(&client, namespace), pods.clone(), |p: &mut Pod| {
+            p.spec = None
+        })
+        .0,
         health: health.clone(),
     });
     // The first reconciles must see what exists (or they would make it again) and every
