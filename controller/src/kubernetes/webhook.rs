@@ -137,6 +137,12 @@ fn make_keys(names: &[String]) -> Result<Keys, WebhookError> {
     })
 }
 
+/// Whether `keys` may keep serving at `now`: for the same names, and not within a month of
+/// expiring.
+fn still_good(keys: &Keys, names: &[String], now: Timestamp) -> bool {
+    keys.not_after > now + days(RENEW_BEFORE_DAYS) && keys.names == names.join(",")
+}
+
 fn text(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok()
@@ -201,11 +207,11 @@ async fn current_keys(
     loop {
         let existing = api.get_opt(&options.secret).await.map_err(failed)?;
         let keys = existing.as_ref().and_then(read_keys);
-        let renew_after = Timestamp::now() + days(RENEW_BEFORE_DAYS);
-        if let Some(keys) = &keys {
-            if keys.not_after > renew_after && keys.names == names.join(",") {
-                return Ok((keys.clone(), None));
-            }
+        if let Some(keys) = keys
+            .as_ref()
+            .filter(|k| still_good(k, &names, Timestamp::now()))
+        {
+            return Ok((keys.clone(), None));
         }
         let fresh = make_keys(&names)?;
         let written = match &existing {
@@ -353,5 +359,49 @@ pub(super) async fn serve(client: Client, options: WebhookOptions) -> Result<(),
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                     .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        vec!["hook.ns.svc".to_string(), "127.0.0.1".to_string()]
+    }
+
+    #[test]
+    fn made_keys_serve_tls_and_are_renewed_a_month_before_they_expire() {
+        let keys = make_keys(&names()).unwrap();
+        assert!(keys.ca.starts_with("-----BEGIN CERTIFICATE-----"));
+        tls_config(&keys).expect("the certificate and key make a TLS config");
+        let now = Timestamp::now();
+        assert!(still_good(&keys, &names(), now));
+        assert!(still_good(
+            &keys,
+            &names(),
+            now + days(VALID_FOR_DAYS - RENEW_BEFORE_DAYS - 2)
+        ));
+        assert!(!still_good(
+            &keys,
+            &names(),
+            now + days(VALID_FOR_DAYS - RENEW_BEFORE_DAYS + 1)
+        ));
+        // Another Service name needs another certificate.
+        assert!(!still_good(&keys, &names()[..1], now));
+    }
+
+    #[test]
+    fn keys_survive_the_secret() {
+        let options = WebhookOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            namespace: "serval-system".to_string(),
+            service: "hook".to_string(),
+            secret: "hook-cert".to_string(),
+            extra_names: Vec::new(),
+        };
+        let keys = make_keys(&options.names()).unwrap();
+        let secret = secret_of(&options, &keys, None);
+        assert_eq!(read_keys(&secret), Some(keys));
     }
 }
