@@ -300,17 +300,6 @@ impl<P: LocalPlatform> LocalReconciler<P> {
             .collect();
         let plan = reconcile(&state.isvc, &templates, &observed, &self.addressing, now);
 
-        for problem in templates.iter().filter_map(|(_, t)| t.as_ref().err()) {
-            let before = state.isvc.status.as_ref().map(|s| &s.conditions);
-            let reported = before.is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.message.as_deref() == Some(problem.message.as_str()))
-            });
-            if !reported {
-                self.platform
-                    .note(format!("{namespace}/{}: {}", key.1, problem.message));
-            }
-        }
         let mut created = Vec::new();
         for new in &plan.create {
             let revision_key = format!("{namespace}/{}", new.name);

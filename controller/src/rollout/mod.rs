@@ -16,14 +16,6 @@ mod traffic;
 #[cfg(test)]
 mod tests;
 
-/// YAML to an InferenceService through JSON values: a direct serde_yaml read of the big
-/// Kubernetes types overflows a test thread's stack in debug builds.
-#[cfg(test)]
-pub(crate) fn parse_isvc(yaml: &str) -> InferenceService {
-    let value: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
-    serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
-}
-
 use std::time::{Duration, SystemTime};
 
 use serval_api::inference_service::ComponentKind;
@@ -155,4 +147,12 @@ fn canary_percent(isvc: &InferenceService, kind: ComponentKind) -> Option<u32> {
         .extension(kind)?
         .canary_traffic_percent
         .map(|p| p.clamp(0, 100) as u32)
+}
+
+/// YAML to an InferenceService through JSON values: a direct serde_yaml read of the big
+/// Kubernetes types overflows a test thread's stack in debug builds.
+#[cfg(test)]
+pub(crate) fn parse_isvc(yaml: &str) -> InferenceService {
+    let value: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+    serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
 }
