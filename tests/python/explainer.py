@@ -4,20 +4,9 @@
 `{"explanations": [...], "predictions": <the predictor's>}`: per instance the class the
 predictor scored highest, and its score. Stdlib only."""
 
-import argparse
 import json
-import os
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
-def arguments():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model_name", required=True)
-    parser.add_argument("--predictor_host", required=True)
-    parser.add_argument("--http_port", type=int, default=int(os.environ.get("PORT", "8080")))
-    return parser.parse_args()
+from local_http import JsonHandler, component_arguments, post_json, serve
 
 
 def explain(prediction):
@@ -28,39 +17,16 @@ def explain(prediction):
     return {"class": prediction}
 
 
-def post_json(url, body):
-    """(status, JSON answer) of a POST; the predictor's own error passes through."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as e:
-        return e.code, {"error": f"predictor at {url}: {e.code} {e.read().decode(errors='replace')}"}
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        return 502, {"error": f"predictor at {url}: {e}"}
-
-
 def handler(args):
     route = f"/v1/models/{args.model_name}:explain"
     upstream = f"http://{args.predictor_host}/v1/models/{args.model_name}:predict"
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def reply(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_GET(self):
             self.reply(200, {"name": args.model_name, "ready": True})
 
         def do_POST(self):
-            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            raw = self.body()
             if self.path != route:
                 return self.reply(404, {"error": f"no route {self.path}; this is {route}"})
             try:
@@ -75,23 +41,14 @@ def handler(args):
             self.reply(200, {"explanations": [explain(p) for p in predictions],
                              "predictions": predictions})
 
-        def log_message(self, *args):
-            pass
-
     return Handler
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-
 def main():
-    args = arguments()
-    server = Server(("127.0.0.1", args.http_port), handler(args))
-    print(f"explainer of {args.model_name} on 127.0.0.1:{args.http_port}, "
-          f"predictor at {args.predictor_host}", flush=True)
-    server.serve_forever()
+    args = component_arguments(__doc__)
+    serve(args.http_port, handler(args),
+          f"explainer of {args.model_name} on 127.0.0.1:{args.http_port}, "
+          f"predictor at {args.predictor_host}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ can tell revisions apart and see what reached the predictor. Stdlib only; it lis
 import argparse
 import json
 import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from local_http import JsonHandler, serve
 
 PREFIX = "/v1/models/"
 
@@ -22,17 +23,7 @@ def arguments():
 
 
 def handler(version):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def reply(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_GET(self):
             if self.path == "/" or self.path.startswith(PREFIX):
                 name = self.path[len(PREFIX):] if self.path.startswith(PREFIX) else None
@@ -41,8 +32,7 @@ def handler(version):
                 self.reply(404, {"error": f"no route {self.path}"})
 
         def do_POST(self):
-            length = int(self.headers.get("content-length") or 0)
-            raw = self.rfile.read(length)
+            raw = self.body()
             if not (self.path.startswith(PREFIX) and self.path.endswith(":predict")):
                 return self.reply(404, {"error": f"no route {self.path}"})
             try:
@@ -51,22 +41,13 @@ def handler(version):
                 return self.reply(400, {"error": f"expected {{\"instances\": [...]}}: {e}"})
             self.reply(200, {"predictions": instances, "version": version})
 
-        def log_message(self, *args):
-            pass  # thousands of requests per test: keep the replica logs short
-
     return Handler
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the queue-proxy opens many connections at once
 
 
 def main():
     args = arguments()
-    server = Server(("127.0.0.1", args.http_port), handler(args.version))
-    print(f"version {args.version} serving on 127.0.0.1:{args.http_port}", flush=True)
-    server.serve_forever()
+    serve(args.http_port, handler(args.version),
+          f"version {args.version} serving on 127.0.0.1:{args.http_port}")
 
 
 if __name__ == "__main__":

@@ -38,10 +38,25 @@ pub async fn send(
     url: &str,
     body: &str,
 ) -> Result<Answer, String> {
-    let request = http::Request::builder()
+    send_with_headers(client, method, url, &[], body).await
+}
+
+/// [`send`] with extra request headers (`host` included).
+pub async fn send_with_headers(
+    client: &TestClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Answer, String> {
+    let mut request = http::Request::builder()
         .method(method)
         .uri(url)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|e| e.to_string())?;
     let response = client

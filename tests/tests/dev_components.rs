@@ -9,10 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Full};
-use serval_tests::http_client::{http1, Answer, TestClient};
+use serval_tests::http_client::{http1, send_with_headers, Answer, TestClient};
 use serval_tests::{collect_lines, free_port, repo_root, serval_bin};
 
 const SHORT_WINDOWS: &str = "stable-window: 6s\nscale-to-zero-grace-period: 1s\n";
@@ -205,30 +203,7 @@ async fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<Answer, String> {
-    let mut request = http::Request::post(url).header("content-type", "application/json");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    send_with_headers(client, "POST", url, headers, body).await
 }
 
 /// Sends `count` predictions, `concurrency` at a time; how many each version answered, and

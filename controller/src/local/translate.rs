@@ -109,24 +109,8 @@ pub fn predictor_replica_spec(
         }
         None => return Err(TranslateError::NoImplementation),
     };
-    let render = |arg: &String| {
-        render_arg(arg, &isvc.metadata).map_err(|source| TranslateError::Template {
-            runtime: runtime_name.clone(),
-            source,
-        })
-    };
-    let mut command: Vec<String> = container
-        .command
-        .iter()
-        .flatten()
-        .map(render)
-        .collect::<Result<_, _>>()?;
-    let mut args: Vec<String> = container
-        .args
-        .iter()
-        .flatten()
-        .map(render)
-        .collect::<Result<_, _>>()?;
+    let mut command = rendered(container.command.iter().flatten(), isvc, &runtime_name)?;
+    let mut args = rendered(container.args.iter().flatten(), isvc, &runtime_name)?;
     let serval_runtime = container
         .image
         .as_deref()
@@ -180,6 +164,21 @@ pub fn predictor_replica_spec(
     })
 }
 
+/// `args` with KServe's `{{.Name}}`-style placeholders filled from the service's metadata.
+fn rendered<'a>(
+    args: impl Iterator<Item = &'a String>,
+    isvc: &InferenceService,
+    runtime: &str,
+) -> Result<Vec<String>, TranslateError> {
+    args.map(|arg| {
+        render_arg(arg, &isvc.metadata).map_err(|source| TranslateError::Template {
+            runtime: runtime.to_string(),
+            source,
+        })
+    })
+    .collect()
+}
+
 /// The queue-proxy flags a component's KServe fields set.
 fn queue_proxy_args(component: &ComponentExtensionSpec) -> Vec<String> {
     let mut args = vec![format!(
@@ -231,19 +230,15 @@ pub fn companion_replica_spec(
         .flatten()
         .next()
         .ok_or(TranslateError::NoContainer { path })?;
-    let render = |arg: &String| {
-        render_arg(arg, &isvc.metadata).map_err(|source| TranslateError::Template {
-            runtime: path.to_string(),
-            source,
-        })
-    };
-    let mut command: Vec<String> = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
-        .map(render)
-        .collect::<Result<_, _>>()?;
+    let mut command = rendered(
+        container
+            .command
+            .iter()
+            .flatten()
+            .chain(container.args.iter().flatten()),
+        isvc,
+        path,
+    )?;
     if command.is_empty() {
         return Err(TranslateError::NoContainer { path });
     }
