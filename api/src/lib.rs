@@ -13,6 +13,7 @@ pub mod error_chain;
 pub mod field_error;
 pub mod headers;
 pub mod metric;
+pub mod model_cache;
 pub mod stat;
 #[cfg(feature = "trace-context")]
 pub mod trace_context;

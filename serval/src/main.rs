@@ -6,6 +6,7 @@ mod activator;
 mod autoscaler;
 mod controller;
 mod dev;
+mod storage_init;
 mod validate;
 
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ enum Command {
     Autoscaler(autoscaler::AutoscalerArgs),
     /// Reconcile InferenceServices into revisions, pods and routes on Kubernetes.
     Controller(Box<controller::ControllerArgs>),
+    /// Fetch models named by storage URIs (S3, GCS, Azure, HTTP(S), Hugging Face, PVC,
+    /// local) into directories, or into the node model cache: KServe's storage initializer.
+    StorageInit(Box<storage_init::StorageInitArgs>),
     /// Replay a request trace through the autoscaler and compare scaling policies.
     Simulate(Box<serval_simulations::SimulateArgs>),
 }
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Activator(args) => serve("activator", activator::run(*args)),
         Command::Autoscaler(args) => serve("autoscaler", autoscaler::run(args)),
         Command::Controller(args) => serve("controller", controller::run(*args)),
+        Command::StorageInit(args) => serve("storage-init", storage_init::run(*args)),
         Command::Simulate(args) => match serval_simulations::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

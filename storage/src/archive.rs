@@ -1,0 +1,239 @@
+//! Unpacking `.tar`, `.tar.gz`/`.tgz` and `.zip` models so that no entry lands outside the
+//! destination: absolute paths, `..` and links are refused before anything is written.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::StorageError;
+use crate::source::safe_relative;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ArchiveKind {
+    Tar,
+    TarGz,
+    Zip,
+}
+
+impl ArchiveKind {
+    /// By file name, as KServe decides.
+    pub(crate) fn of(name: &str) -> Option<Self> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
+            Some(Self::TarGz)
+        } else if lower.ends_with(".tar") {
+            Some(Self::Tar)
+        } else if lower.ends_with(".zip") {
+            Some(Self::Zip)
+        } else {
+            None
+        }
+    }
+}
+
+/// Unpacks `archive` into `dest` (blocking; run it off the async threads).
+pub(crate) fn unpack(
+    archive: &Path,
+    kind: ArchiveKind,
+    dest: &Path,
+) -> Result<Vec<PathBuf>, StorageError> {
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = File::open(archive).map_err(|e| StorageError::io(archive, e))?;
+    match kind {
+        ArchiveKind::Tar => unpack_tar(file, &name, dest),
+        ArchiveKind::TarGz => unpack_tar(flate2::read::GzDecoder::new(file), &name, dest),
+        ArchiveKind::Zip => unpack_zip(file, &name, dest),
+    }
+}
+
+fn unpack_tar(reader: impl Read, name: &str, dest: &Path) -> Result<Vec<PathBuf>, StorageError> {
+    let bad = |detail: String| StorageError::Archive {
+        archive: name.to_string(),
+        detail,
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut written = Vec::new();
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let raw = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            if raw
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .is_empty()
+            {
+                continue;
+            }
+            let relative = checked(&raw, name)?;
+            std::fs::create_dir_all(dest.join(&relative)).map_err(|e| StorageError::io(dest, e))?;
+            continue;
+        }
+        if !kind.is_file() {
+            // Links could point anywhere; a model needs none.
+            return Err(StorageError::UnsafeEntry {
+                archive: name.to_string(),
+                entry: raw,
+            });
+        }
+        let relative = checked(&raw, name)?;
+        let target = dest.join(&relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StorageError::io(parent, e))?;
+        }
+        let mut out = File::create(&target).map_err(|e| StorageError::io(&target, e))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| StorageError::io(&target, e))?;
+        written.push(target);
+    }
+    Ok(written)
+}
+
+fn unpack_zip(file: File, name: &str, dest: &Path) -> Result<Vec<PathBuf>, StorageError> {
+    let bad = |detail: String| StorageError::Archive {
+        archive: name.to_string(),
+        detail,
+    };
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
+    // Check every name first, so a refused archive writes nothing.
+    for i in 0..archive.len() {
+        let entry = archive.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
+        if entry.is_symlink() {
+            return Err(StorageError::UnsafeEntry {
+                archive: name.to_string(),
+                entry: entry.name().to_string(),
+            });
+        }
+        if !entry.is_dir() {
+            checked(entry.name(), name)?;
+        }
+    }
+    let mut written = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| bad(e.to_string()))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let relative = checked(entry.name(), name)?;
+        let target = dest.join(&relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StorageError::io(parent, e))?;
+        }
+        let mut out = File::create(&target).map_err(|e| StorageError::io(&target, e))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| StorageError::io(&target, e))?;
+        written.push(target);
+    }
+    Ok(written)
+}
+
+fn checked(raw: &str, archive: &str) -> Result<PathBuf, StorageError> {
+    safe_relative(raw).ok_or_else(|| StorageError::UnsafeEntry {
+        archive: archive.to_string(),
+        entry: raw.to_string(),
+    })
+}
+
+/// Checks a tar's entries without writing (so a refused tar leaves nothing behind).
+pub(crate) fn check(archive: &Path, kind: ArchiveKind) -> Result<(), StorageError> {
+    if kind == ArchiveKind::Zip {
+        return Ok(()); // unpack_zip checks every name before writing.
+    }
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = File::open(archive).map_err(|e| StorageError::io(archive, e))?;
+    let reader: Box<dyn Read> = match kind {
+        ArchiveKind::TarGz => Box::new(flate2::read::GzDecoder::new(file)),
+        _ => Box::new(file),
+    };
+    let bad = |detail: String| StorageError::Archive {
+        archive: name.clone(),
+        detail,
+    };
+    let mut tar = tar::Archive::new(reader);
+    for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        let raw = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_dir()
+            && raw
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .is_empty()
+        {
+            continue;
+        }
+        if !(kind.is_dir() || kind.is_file()) {
+            return Err(StorageError::UnsafeEntry {
+                archive: name.clone(),
+                entry: raw,
+            });
+        }
+        checked(&raw, &name)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_gz_with(dir: &Path, entries: &[(&str, &[u8])]) -> PathBuf {
+        let path = dir.join("model.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut builder = tar::Builder::new(gz);
+        for (name, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            // set_path refuses `..`; write the raw name as an attacker would.
+            let bytes = name.as_bytes();
+            header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_tar_unpacks_inside_and_an_escaping_entry_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = tar_gz_with(
+            dir.path(),
+            &[("model/weights.bin", b"abc"), ("config.json", b"{}")],
+        );
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).unwrap();
+        check(&good, ArchiveKind::TarGz).unwrap();
+        unpack(&good, ArchiveKind::TarGz, &dest).unwrap();
+        assert_eq!(
+            std::fs::read(dest.join("model/weights.bin")).unwrap(),
+            b"abc"
+        );
+
+        let evil_dir = dir.path().join("evil");
+        std::fs::create_dir(&evil_dir).unwrap();
+        let evil = tar_gz_with(&evil_dir, &[("ok.txt", b"1"), ("../escaped.txt", b"2")]);
+        let err = check(&evil, ArchiveKind::TarGz).unwrap_err().to_string();
+        assert!(
+            err.contains("../escaped.txt") && err.contains("outside"),
+            "{err}"
+        );
+        assert!(!dir.path().join("escaped.txt").exists());
+    }
+}

@@ -1,0 +1,477 @@
+//! The fetch engine: lists a source, skips what is already complete, and writes the rest
+//! with bounded parallel (ranged) reads streamed to disk.
+//!
+//! What a reader of the destination can rely on: a file under its final name is whole
+//! (bytes go to `<name>.serval-partial` and are renamed once the size checks), and the
+//! marker `.serval-model-complete`, written last, lists every file with its size and
+//! version. A re-run whose listing matches the marker does nothing; an interrupted run
+//! keeps the files it finished (journal `.serval-model-progress`) and fetches the rest.
+
+use std::io::SeekFrom;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::archive::{self, ArchiveKind};
+use crate::error::StorageError;
+use crate::progress::{Counter, ProgressStyle, Reporter};
+use crate::source::{safe_relative, RemoteFile, Source};
+
+pub(crate) const MARKER: &str = ".serval-model-complete";
+const JOURNAL: &str = ".serval-model-progress";
+const PARTIAL: &str = ".serval-partial";
+
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Reads in flight at once, over all files.
+    pub parallel: usize,
+    /// Files larger than this are read as ranges of this size, in parallel.
+    pub chunk_size: u64,
+    /// Retries of one read after a transient error (a dropped connection, a 5xx).
+    pub retries: u32,
+    pub progress: ProgressStyle,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            parallel: 16,
+            chunk_size: 16 << 20,
+            retries: 5,
+            progress: ProgressStyle::Quiet,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchReport {
+    pub files: usize,
+    /// Bytes of the model as listed.
+    pub bytes: u64,
+    /// Bytes read this run (0 when it was already complete).
+    pub downloaded: u64,
+    pub already_complete: bool,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Marker {
+    files: Vec<RemoteFile>,
+    /// The one file was an archive, unpacked and removed.
+    unpacked: bool,
+}
+
+/// Fetches everything `source` lists into `dest`; `label` names it in progress lines.
+pub async fn fetch(
+    source: Arc<dyn Source>,
+    label: &str,
+    dest: &Path,
+    options: &FetchOptions,
+) -> Result<FetchReport, StorageError> {
+    let started = Instant::now();
+    tokio::fs::create_dir_all(dest)
+        .await
+        .map_err(|e| StorageError::io(dest, e))?;
+    let listing = with_retries(options.retries, || source.list()).await?;
+    for file in &listing {
+        if safe_relative(&file.path).is_none() {
+            return Err(StorageError::UnsafeEntry {
+                archive: label.to_string(),
+                entry: file.path.clone(),
+            });
+        }
+    }
+    let bytes: u64 = listing.iter().filter_map(|f| f.size).sum();
+    let unpack = match listing.as_slice() {
+        [one] if source.unpacks_archives() => ArchiveKind::of(&one.path),
+        _ => None,
+    };
+
+    if let Some(marker) = read_marker(dest).await {
+        if marker.files == listing && (marker.unpacked || all_present(dest, &listing).await) {
+            return Ok(FetchReport {
+                files: listing.len(),
+                bytes,
+                downloaded: 0,
+                already_complete: true,
+                elapsed: started.elapsed(),
+            });
+        }
+    }
+    remove_if_present(&dest.join(MARKER)).await?;
+
+    let journal = read_journal(dest).await;
+    let mut todo = Vec::new();
+    for file in &listing {
+        let finished = journal.contains(file) && size_matches(dest, file).await;
+        if !finished {
+            todo.push(file.clone());
+        }
+    }
+    let needed: u64 = todo.iter().filter_map(|f| f.size).sum();
+    check_free_space(dest, needed)?;
+
+    let counter = Counter::default();
+    let reporter = Reporter::start(options.progress, label.to_string(), needed, counter.clone());
+    let result = download_all(&source, dest, &todo, options, &counter).await;
+    drop(reporter);
+    if let Err(error) = result {
+        for file in &todo {
+            let _ = tokio::fs::remove_file(partial_path(dest, file)).await;
+        }
+        return Err(match error {
+            StorageError::NoSpace { path, .. } => StorageError::NoSpace {
+                path,
+                needed: needed.saturating_sub(counter.get()),
+            },
+            other => other,
+        });
+    }
+
+    if let (Some(kind), [file]) = (unpack, listing.as_slice()) {
+        let archive_path = final_path(dest, file);
+        let into = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            archive::check(&archive_path, kind)?;
+            archive::unpack(&archive_path, kind, &into)?;
+            std::fs::remove_file(&archive_path).map_err(|e| StorageError::io(&archive_path, e))
+        })
+        .await
+        .map_err(|e| StorageError::io(dest, std::io::Error::other(e)))??;
+    }
+
+    write_marker(
+        dest,
+        &Marker {
+            files: listing.clone(),
+            unpacked: unpack.is_some(),
+        },
+    )
+    .await?;
+    remove_if_present(&dest.join(JOURNAL)).await?;
+    Ok(FetchReport {
+        files: listing.len(),
+        bytes,
+        downloaded: counter.get(),
+        already_complete: false,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// One read: a whole file, or a range of it.
+struct Chunk {
+    file: usize,
+    range: Option<Range<u64>>,
+}
+
+async fn download_all(
+    source: &Arc<dyn Source>,
+    dest: &Path,
+    files: &[RemoteFile],
+    options: &FetchOptions,
+    counter: &Counter,
+) -> Result<(), StorageError> {
+    let ranged = source.ranged();
+    let chunk_size = options.chunk_size.max(1);
+    let mut chunks = Vec::new();
+    let mut remaining = Vec::with_capacity(files.len());
+    for (index, file) in files.iter().enumerate() {
+        let partial = partial_path(dest, file);
+        if let Some(parent) = partial.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| StorageError::io(parent, e))?;
+        }
+        let handle = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| StorageError::io(&partial, e))?;
+        let before = chunks.len();
+        match file.size {
+            Some(size) if ranged && size > chunk_size => {
+                handle
+                    .set_len(size)
+                    .await
+                    .map_err(|e| StorageError::io(&partial, e))?;
+                let mut start = 0;
+                while start < size {
+                    let end = (start + chunk_size).min(size);
+                    chunks.push(Chunk {
+                        file: index,
+                        range: Some(start..end),
+                    });
+                    start = end;
+                }
+            }
+            _ => chunks.push(Chunk {
+                file: index,
+                range: None,
+            }),
+        }
+        remaining.push(AtomicUsize::new(chunks.len() - before));
+    }
+
+    let files: Arc<Vec<RemoteFile>> = Arc::new(files.to_vec());
+    let limit = Arc::new(Semaphore::new(options.parallel.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut chunks = chunks.into_iter();
+    let mut journal = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dest.join(JOURNAL))
+        .await
+        .map_err(|e| StorageError::io(dest.join(JOURNAL), e))?;
+    loop {
+        // Keep at most `parallel` reads in flight; spawn more as permits free up.
+        while limit.available_permits() > 0 {
+            let Some(chunk) = chunks.next() else { break };
+            let permit = limit.clone().try_acquire_owned().map_err(|_| {
+                StorageError::io(dest, std::io::Error::other("download slots closed"))
+            })?;
+            let source = source.clone();
+            let files = files.clone();
+            let partial = partial_path(dest, &files[chunk.file]);
+            let counter = counter.clone();
+            let retries = options.retries;
+            tasks.spawn(async move {
+                let file = &files[chunk.file];
+                let result =
+                    read_chunk(&*source, file, chunk.range, &partial, &counter, retries).await;
+                drop(permit);
+                result.map(|()| chunk.file)
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let index = match joined {
+            Ok(Ok(index)) => index,
+            Ok(Err(error)) => {
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                return Err(error);
+            }
+            Err(join) => {
+                tasks.abort_all();
+                return Err(StorageError::io(dest, std::io::Error::other(join)));
+            }
+        };
+        if remaining[index].fetch_sub(1, Ordering::AcqRel) == 1 {
+            let file = &files[index];
+            finish_file(dest, file).await?;
+            let mut line = serde_json::to_vec(file).unwrap_or_default();
+            line.push(b'\n');
+            journal
+                .write_all(&line)
+                .await
+                .map_err(|e| StorageError::io(dest.join(JOURNAL), e))?;
+        }
+    }
+    journal
+        .flush()
+        .await
+        .map_err(|e| StorageError::io(dest.join(JOURNAL), e))
+}
+
+/// Reads one chunk into its place in the partial file, resuming a range after a
+/// transient error where the source allows it.
+async fn read_chunk(
+    source: &dyn Source,
+    file: &RemoteFile,
+    range: Option<Range<u64>>,
+    partial: &Path,
+    counter: &Counter,
+    retries: u32,
+) -> Result<(), StorageError> {
+    let mut written = 0u64;
+    let mut attempt = 0u32;
+    loop {
+        let result = read_once(source, file, range.clone(), partial, counter, &mut written).await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() && attempt < retries => {
+                attempt += 1;
+                let wait = Duration::from_millis(250 << attempt.min(5));
+                tracing::warn!("{error}; retrying in {wait:?} ({attempt} of {retries})");
+                tokio::time::sleep(wait).await;
+                if range.is_none() {
+                    // Without ranges the read starts over from the first byte.
+                    counter.sub(written);
+                    written = 0;
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn read_once(
+    source: &dyn Source,
+    file: &RemoteFile,
+    range: Option<Range<u64>>,
+    partial: &Path,
+    counter: &Counter,
+    written: &mut u64,
+) -> Result<(), StorageError> {
+    let io = |e| StorageError::io(partial, e);
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(partial)
+        .await
+        .map_err(io)?;
+    let (start, request) = match &range {
+        Some(range) => (
+            range.start + *written,
+            Some(range.start + *written..range.end),
+        ),
+        None => {
+            out.set_len(0).await.map_err(io)?;
+            (0, None)
+        }
+    };
+    out.seek(SeekFrom::Start(start)).await.map_err(io)?;
+    let expected = match (&range, file.size) {
+        (Some(range), _) => Some(range.end - range.start),
+        (None, size) => size,
+    };
+    if request.as_ref().is_some_and(|r| r.is_empty()) {
+        return Ok(());
+    }
+    let mut stream = source.read(file, request).await?;
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes?;
+        out.write_all(&bytes).await.map_err(io)?;
+        *written += bytes.len() as u64;
+        counter.add(bytes.len() as u64);
+    }
+    out.flush().await.map_err(io)?;
+    match expected {
+        Some(expected) if *written != expected => Err(StorageError::Remote {
+            what: file.path.clone(),
+            detail: format!("connection closed after {} of {expected} bytes", *written),
+            transient: true,
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn with_retries<T, F, Fut>(retries: u32, mut attempt: F) -> Result<T, StorageError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StorageError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(error) if error.is_transient() && tries < retries => {
+                tries += 1;
+                let wait = Duration::from_millis(250 << tries.min(5));
+                tracing::warn!("{error}; retrying in {wait:?} ({tries} of {retries})");
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Checks the size and gives the file its final name.
+async fn finish_file(dest: &Path, file: &RemoteFile) -> Result<(), StorageError> {
+    let partial = partial_path(dest, file);
+    let target = final_path(dest, file);
+    if let Some(size) = file.size {
+        let actual = tokio::fs::metadata(&partial)
+            .await
+            .map_err(|e| StorageError::io(&partial, e))?
+            .len();
+        if actual != size {
+            return Err(StorageError::Remote {
+                what: file.path.clone(),
+                detail: format!("got {actual} bytes, the source lists {size}"),
+                transient: false,
+            });
+        }
+    }
+    tokio::fs::rename(&partial, &target)
+        .await
+        .map_err(|e| StorageError::io(&target, e))
+}
+
+fn final_path(dest: &Path, file: &RemoteFile) -> PathBuf {
+    dest.join(safe_relative(&file.path).unwrap_or_default())
+}
+
+fn partial_path(dest: &Path, file: &RemoteFile) -> PathBuf {
+    let mut name = final_path(dest, file).into_os_string();
+    name.push(PARTIAL);
+    PathBuf::from(name)
+}
+
+async fn size_matches(dest: &Path, file: &RemoteFile) -> bool {
+    match tokio::fs::metadata(final_path(dest, file)).await {
+        Ok(meta) => meta.is_file() && file.size.is_none_or(|size| meta.len() == size),
+        Err(_) => false,
+    }
+}
+
+async fn all_present(dest: &Path, files: &[RemoteFile]) -> bool {
+    for file in files {
+        if !size_matches(dest, file).await {
+            return false;
+        }
+    }
+    true
+}
+
+async fn read_marker(dest: &Path) -> Option<Marker> {
+    let bytes = tokio::fs::read(dest.join(MARKER)).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+async fn write_marker(dest: &Path, marker: &Marker) -> Result<(), StorageError> {
+    let path = dest.join(MARKER);
+    let temp = dest.join(format!("{MARKER}{PARTIAL}"));
+    let bytes = serde_json::to_vec_pretty(marker).unwrap_or_default();
+    tokio::fs::write(&temp, bytes)
+        .await
+        .map_err(|e| StorageError::io(&temp, e))?;
+    tokio::fs::rename(&temp, &path)
+        .await
+        .map_err(|e| StorageError::io(&path, e))
+}
+
+async fn read_journal(dest: &Path) -> Vec<RemoteFile> {
+    let Ok(text) = tokio::fs::read_to_string(dest.join(JOURNAL)).await else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+async fn remove_if_present(path: &Path) -> Result<(), StorageError> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses at once when the destination cannot hold what is left to fetch.
+fn check_free_space(dest: &Path, needed: u64) -> Result<(), StorageError> {
+    let Ok(stat) = nix::sys::statvfs::statvfs(dest) else {
+        return Ok(());
+    };
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    if needed > free {
+        return Err(StorageError::NoSpace {
+            path: dest.to_path_buf(),
+            needed,
+        });
+    }
+    Ok(())
+}

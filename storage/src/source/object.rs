@@ -1,0 +1,424 @@
+//! S3, GCS, Azure Blob and local directories through `object_store`.
+
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
+
+use super::{ByteStream, RemoteFile, Source, SourceOptions};
+use crate::environment::Environment;
+use crate::error::StorageError;
+use crate::redact::Redactor;
+
+pub(super) struct ObjectSource {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// Set by `list` when the URI names one object rather than a prefix.
+    single_object: std::sync::OnceLock<bool>,
+    what: String,
+    redactor: Redactor,
+}
+
+impl ObjectSource {
+    pub(super) fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        what: String,
+        redactor: Redactor,
+    ) -> Self {
+        Self {
+            store,
+            prefix: Path::from(prefix),
+            single_object: std::sync::OnceLock::new(),
+            what,
+            redactor,
+        }
+    }
+
+    fn error(&self, error: object_store::Error) -> StorageError {
+        object_error(error, &self.what, &self.redactor)
+    }
+
+    fn object_path(&self, file: &RemoteFile) -> Path {
+        if self.single_object.get() == Some(&true) {
+            self.prefix.clone()
+        } else if self.prefix.as_ref().is_empty() {
+            Path::from(file.path.as_str())
+        } else {
+            Path::from(format!("{}/{}", self.prefix, file.path))
+        }
+    }
+}
+
+impl Source for ObjectSource {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<RemoteFile>, StorageError>> {
+        Box::pin(async move {
+            let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+            let objects: Vec<_> = self
+                .store
+                .list(prefix)
+                .try_collect()
+                .await
+                .map_err(|e| self.error(e))?;
+            let mut files = Vec::with_capacity(objects.len());
+            for meta in objects {
+                let relative = match meta.location.prefix_match(&self.prefix) {
+                    Some(parts) => parts
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    None => continue,
+                };
+                if relative.is_empty() {
+                    continue;
+                }
+                files.push(RemoteFile {
+                    path: relative,
+                    size: Some(meta.size),
+                    version: meta
+                        .e_tag
+                        .or(meta.version)
+                        .or_else(|| Some(meta.last_modified.to_rfc3339())),
+                });
+            }
+            if files.is_empty() && !self.prefix.as_ref().is_empty() {
+                // The URI names one object rather than a prefix: it keeps its own name.
+                let meta = self.store.head(&self.prefix).await.map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => StorageError::Empty {
+                        what: self.what.clone(),
+                    },
+                    other => self.error(other),
+                })?;
+                let _ = self.single_object.set(true);
+                return Ok(vec![RemoteFile {
+                    path: single_file_name(self.prefix.as_ref()).to_string(),
+                    size: Some(meta.size),
+                    version: meta
+                        .e_tag
+                        .or(meta.version)
+                        .or_else(|| Some(meta.last_modified.to_rfc3339())),
+                }]);
+            }
+            if files.is_empty() {
+                return Err(StorageError::Empty {
+                    what: self.what.clone(),
+                });
+            }
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(files)
+        })
+    }
+
+    fn read(
+        &self,
+        file: &RemoteFile,
+        range: Option<Range<u64>>,
+    ) -> BoxFuture<'_, Result<ByteStream, StorageError>> {
+        let location = self.object_path(file);
+        Box::pin(async move {
+            let options = GetOptions {
+                range: range.map(GetRange::Bounded),
+                ..Default::default()
+            };
+            let result = self
+                .store
+                .get_opts(&location, options)
+                .await
+                .map_err(|e| self.error(e))?;
+            let what = self.what.clone();
+            let redactor = self.redactor.clone();
+            Ok(result
+                .into_stream()
+                .map(move |chunk| chunk.map_err(|e| object_error(e, &what, &redactor)))
+                .boxed())
+        })
+    }
+
+    fn ranged(&self) -> bool {
+        true
+    }
+
+    fn unpacks_archives(&self) -> bool {
+        self.single_object.get() == Some(&true)
+    }
+}
+
+/// The name a single-object URI gives its file: the last segment of the prefix.
+fn single_file_name(prefix: &str) -> &str {
+    prefix.rsplit('/').next().unwrap_or(prefix)
+}
+
+fn object_error(error: object_store::Error, what: &str, redactor: &Redactor) -> StorageError {
+    let what = what.to_string();
+    let text = redactor.clean(&chain(&error));
+    let code = xml_code(&text);
+    let with_code = |fallback: &str| match &code {
+        Some(code) => format!(" ({code})"),
+        None => fallback.to_string(),
+    };
+    match (&error, http_status(&text)) {
+        (object_store::Error::NotFound { .. }, _) | (_, Some(404)) => StorageError::NotFound {
+            what,
+            detail: with_code(""),
+        },
+        (object_store::Error::PermissionDenied { .. }, _)
+        | (object_store::Error::Unauthenticated { .. }, _)
+        | (_, Some(401 | 403)) => StorageError::Denied {
+            what,
+            detail: format!("the server refused the credentials{}", with_code("")),
+        },
+        (_, Some(status)) => StorageError::Remote {
+            what,
+            detail: format!("HTTP {status}{}", with_code("")),
+            transient: matches!(status, 408 | 429 | 500..=599),
+        },
+        (
+            object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. }
+            | object_store::Error::UnknownConfigurationKey { .. },
+            None,
+        ) => StorageError::Remote {
+            what,
+            detail: text,
+            transient: false,
+        },
+        // No HTTP status: the connection failed (refused, reset, timed out); the innermost
+        // cause says which.
+        (_, None) => StorageError::Remote {
+            what,
+            detail: redactor.clean(&innermost(&error)),
+            transient: true,
+        },
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+fn innermost(error: &dyn std::error::Error) -> String {
+    let mut last = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        last = inner.to_string();
+        source = inner.source();
+    }
+    last
+}
+
+/// The status object_store reports as "... status code: 403 Forbidden".
+fn http_status(text: &str) -> Option<u16> {
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// S3's and Azure's error code: `<Code>SignatureDoesNotMatch</Code>`.
+fn xml_code(text: &str) -> Option<String> {
+    let start = text.find("<Code>")? + "<Code>".len();
+    let end = start + text[start..].find("</Code>")?;
+    Some(text[start..end].to_string())
+}
+
+fn client_options(env: &Environment, options: &SourceOptions, verify_var: &str) -> ClientOptions {
+    let mut client = ClientOptions::new()
+        .with_connect_timeout(options.connect_timeout)
+        .with_timeout_disabled()
+        .with_pool_max_idle_per_host(64);
+    if env.flag(verify_var) == Some(false) {
+        client = client.with_allow_invalid_certificates(true);
+    }
+    client
+}
+
+fn retry(options: &SourceOptions) -> RetryConfig {
+    RetryConfig {
+        max_retries: options.request_retries,
+        retry_timeout: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
+fn config_error(what: &str, error: object_store::Error, redactor: &Redactor) -> StorageError {
+    StorageError::InvalidUri {
+        uri: what.to_string(),
+        reason: redactor.clean(&error.to_string()),
+    }
+}
+
+/// S3 and S3-compatible servers, with KServe's settings: `AWS_ENDPOINT_URL`/`S3_ENDPOINT`,
+/// `S3_USE_HTTPS`, `S3_VERIFY_SSL`, `AWS_REGION`, `S3_USER_VIRTUAL_BUCKET`,
+/// `awsAnonymousCredential`, and every `AWS_*` variable object_store knows (keys, session
+/// token, IRSA's `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`).
+pub(super) fn s3(
+    bucket: &str,
+    env: &Environment,
+    options: &SourceOptions,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let mut builder = object_store::aws::AmazonS3Builder::new();
+    for (key, value) in env.prefixed("AWS_") {
+        if let Ok(config) = key.to_ascii_lowercase().parse() {
+            builder = builder.with_config(config, value);
+        }
+    }
+    let use_https = env.flag("S3_USE_HTTPS").unwrap_or(true);
+    let endpoint = env
+        .get("AWS_ENDPOINT_URL")
+        .or_else(|| env.get("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| env.get("S3_ENDPOINT"))
+        .map(|endpoint| {
+            if endpoint.contains("://") {
+                endpoint.to_string()
+            } else {
+                format!("{}://{endpoint}", if use_https { "https" } else { "http" })
+            }
+        });
+    let region = env
+        .get("AWS_REGION")
+        .or_else(|| env.get("AWS_DEFAULT_REGION"))
+        .unwrap_or("us-east-1");
+    builder = builder
+        .with_bucket_name(bucket)
+        .with_region(region)
+        .with_retry(retry(options))
+        .with_client_options(client_options(env, options, "S3_VERIFY_SSL"))
+        .with_virtual_hosted_style_request(env.flag("S3_USER_VIRTUAL_BUCKET").unwrap_or(false));
+    if let Some(endpoint) = endpoint {
+        builder = builder
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_endpoint(endpoint);
+    }
+    if env.flag("awsAnonymousCredential") == Some(true) {
+        builder = builder.with_skip_signature(true);
+    }
+    Ok(Arc::new(
+        builder
+            .build()
+            .map_err(|e| config_error(what, e, redactor))?,
+    ))
+}
+
+/// Google Cloud Storage: `GOOGLE_APPLICATION_CREDENTIALS` when set (KServe mounts the
+/// service account key there), anonymous otherwise, for public buckets.
+pub(super) fn gcs(
+    bucket: &str,
+    env: &Environment,
+    options: &SourceOptions,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
+        .with_bucket_name(bucket)
+        .with_retry(retry(options))
+        .with_client_options(client_options(env, options, "GCS_VERIFY_SSL"));
+    match env.get("GOOGLE_APPLICATION_CREDENTIALS") {
+        Some(path) => builder = builder.with_application_credentials(path),
+        None => builder = builder.with_skip_signature(true),
+    }
+    Ok(Arc::new(
+        builder
+            .build()
+            .map_err(|e| config_error(what, e, redactor))?,
+    ))
+}
+
+/// Azure Blob Storage with KServe's variables: a storage key, a service principal
+/// (`AZ_CLIENT_ID`, `AZ_CLIENT_SECRET`, `AZ_TENANT_ID`), a SAS token, or anonymous for
+/// public containers.
+pub(super) fn azure(
+    account: Option<&str>,
+    container: &str,
+    env: &Environment,
+    options: &SourceOptions,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let account = account
+        .or_else(|| env.get("AZURE_STORAGE_ACCOUNT_NAME"))
+        .or_else(|| env.get("AZURE_STORAGE_ACCOUNT"))
+        .ok_or_else(|| StorageError::InvalidUri {
+            uri: what.to_string(),
+            reason: "az:// needs the storage account in AZURE_STORAGE_ACCOUNT_NAME".into(),
+        })?;
+    let mut builder = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account(account)
+        .with_container_name(container)
+        .with_retry(retry(options))
+        .with_client_options(client_options(env, options, "AZURE_VERIFY_SSL"));
+    let client_id = env
+        .get("AZ_CLIENT_ID")
+        .or_else(|| env.get("AZURE_CLIENT_ID"));
+    let client_secret = env
+        .get("AZ_CLIENT_SECRET")
+        .or_else(|| env.get("AZURE_CLIENT_SECRET"));
+    let tenant = env
+        .get("AZ_TENANT_ID")
+        .or_else(|| env.get("AZURE_TENANT_ID"));
+    if let Some(key) = env.get("AZURE_STORAGE_ACCESS_KEY") {
+        builder = builder.with_access_key(key);
+    } else if let (Some(id), Some(secret), Some(tenant)) = (client_id, client_secret, tenant) {
+        builder = builder
+            .with_client_id(id)
+            .with_client_secret(secret)
+            .with_tenant_id(tenant);
+    } else if let Some(sas) = env.get("AZURE_STORAGE_SAS_TOKEN") {
+        let pairs = url::form_urlencoded::parse(sas.trim_start_matches('?').as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect::<Vec<_>>();
+        builder = builder.with_sas_authorization(pairs);
+    } else {
+        builder = builder.with_skip_signature(true);
+    }
+    Ok(Arc::new(
+        builder
+            .build()
+            .map_err(|e| config_error(what, e, redactor))?,
+    ))
+}
+
+/// A local directory, or one file in it (the prefix then names the file).
+pub(super) fn local(
+    path: &FsPath,
+    what: &str,
+) -> Result<(Arc<dyn ObjectStore>, String), StorageError> {
+    let path = path.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StorageError::NotFound {
+            what: what.to_string(),
+            detail: String::new(),
+        },
+        _ => StorageError::io(path, e),
+    })?;
+    let (root, prefix) = if path.is_dir() {
+        (path.clone(), String::new())
+    } else {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (
+            path.parent().unwrap_or(FsPath::new("/")).to_path_buf(),
+            name,
+        )
+    };
+    let store = object_store::local::LocalFileSystem::new_with_prefix(&root).map_err(|e| {
+        StorageError::InvalidUri {
+            uri: what.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok((Arc::new(store), prefix))
+}
