@@ -74,7 +74,7 @@ pub(crate) async fn run(args: StorageInitArgs) -> anyhow::Result<()> {
             }
         }
         None => {
-            if args.args.len() % 2 != 0 {
+            if !args.args.len().is_multiple_of(2) {
                 bail!(
                     "expected SRC DEST pairs, got {} arguments (use --cache-dir to name sources only)",
                     args.args.len()
