@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The storage tests' peers, from PyPI, into a venv outside the clone: moto's S3 server
-# (a real S3 API on loopback), boto3 to seed it, and the AWS CLI for the benchmark.
-# Prints the venv's path. Usage: tools/install-storage-test-tools.sh
+# The storage tests' S3 server: s3s-fs, a real S3 API (SigV4 checked, ranged GETs) over a
+# directory, built from crates.io into a cache outside the clone. Prints the binary's path.
+# Usage: tools/install-storage-test-tools.sh
 set -euo pipefail
-venv="${SERVAL_VENV_DIR:-$HOME/.cache/serval-venvs}/storage"
-stamp="$venv/.serval-storage-tools-v1"
-if [[ ! -f "$stamp" ]]; then
-    python3 -m venv "$venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        'moto[server]>=5,<6' 'boto3>=1.34,<2' 'awscli>=1.32,<2' >&2
-    touch "$stamp"
+tools="${SERVAL_TOOLS_DIR:-$HOME/.cache/serval-tools}"
+bin="$tools/s3s-fs/bin/s3s-fs"
+if [[ ! -x "$bin" ]]; then
+    # 0.14 is the last release that builds with this machine's Rust (1.95).
+    CARGO_TARGET_DIR="$tools/s3s-fs-build" cargo install s3s-fs@0.14.1 --features binary \
+        --locked --quiet --root "$tools/s3s-fs" >&2
+    rm -rf "$tools/s3s-fs-build"
 fi
-echo "$venv"
+echo "$bin"

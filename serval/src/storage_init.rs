@@ -104,8 +104,9 @@ fn summary(uri: &StorageUri, dest: &std::path::Path, report: &FetchReport) -> St
     }
     let seconds = report.elapsed.as_secs_f64().max(1e-3);
     format!(
-        "serval storage-init: {uri} -> {}: {} files, {:.1} MiB fetched in {seconds:.2} s ({:.0} MiB/s)",
+        "serval storage-init: {uri} -> {}: {} of {} files, {:.1} MiB fetched in {seconds:.2} s ({:.0} MiB/s)",
         dest.display(),
+        report.fetched_files,
         report.files,
         mib(report.downloaded),
         mib(report.downloaded) / seconds

@@ -53,6 +53,8 @@ impl Default for FetchOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchReport {
     pub files: usize,
+    /// Files read this run; the rest were already complete.
+    pub fetched_files: usize,
     /// Bytes of the model as listed.
     pub bytes: u64,
     /// Bytes read this run (0 when it was already complete).
@@ -94,10 +96,12 @@ pub async fn fetch(
         _ => None,
     };
 
-    if let Some(marker) = read_marker(dest).await {
+    let marker = read_marker(dest).await;
+    if let Some(marker) = &marker {
         if marker.files == listing && (marker.unpacked || all_present(dest, &listing).await) {
             return Ok(FetchReport {
                 files: listing.len(),
+                fetched_files: 0,
                 bytes,
                 downloaded: 0,
                 already_complete: true,
@@ -107,7 +111,11 @@ pub async fn fetch(
     }
     remove_if_present(&dest.join(MARKER)).await?;
 
-    let journal = read_journal(dest).await;
+    // Files finished by an interrupted run, or unchanged since the last complete one, stay.
+    let mut journal = read_journal(dest).await;
+    if let Some(marker) = marker.filter(|m| !m.unpacked) {
+        journal.extend(marker.files);
+    }
     let mut todo = Vec::new();
     for file in &listing {
         let finished = journal.contains(file) && size_matches(dest, file).await;
@@ -158,6 +166,7 @@ pub async fn fetch(
     remove_if_present(&dest.join(JOURNAL)).await?;
     Ok(FetchReport {
         files: listing.len(),
+        fetched_files: todo.len(),
         bytes,
         downloaded: counter.get(),
         already_complete: false,

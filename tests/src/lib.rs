@@ -192,3 +192,4 @@ impl Drop for ServalProcess {
 }
 pub mod revision_pod;
 pub mod runtime;
+pub mod storage;

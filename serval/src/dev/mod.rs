@@ -4,6 +4,7 @@
 
 mod manifests;
 mod platform;
+mod storage;
 mod view;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use serval_activator::{Activator, InProcessAutoscaler, LocalEndpoints, PodEndpoi
 use serval_autoscaler::live::{Autoscaler, PodTarget, ScaleError, Scaler};
 use serval_autoscaler::AutoscalerConfig;
 use serval_controller::local::{LocalPlatform, LocalReconciler, QueueProxyCommand, Supervisor};
+use serval_storage::ModelCache;
 
 use platform::DevPlatform;
 use view::ServiceRow;
@@ -41,6 +43,10 @@ pub(crate) struct DevArgs {
     /// Directory for the replicas' logs (default: a directory under the system temp dir).
     #[arg(long)]
     log_dir: Option<PathBuf>,
+    /// Where models from remote storage (s3://, gs://, az://, https://, hf://) are kept
+    /// between runs [default: ~/.cache/serval/models].
+    #[arg(long)]
+    model_cache_dir: Option<PathBuf>,
     /// InferenceService and ServingRuntime manifests, or directories of them.
     #[arg(required = true)]
     manifests: Vec<PathBuf>,
@@ -138,7 +144,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.listen,
         args.domain.clone(),
     );
-    let loaded = manifests::load(&args.manifests);
+    let model_cache = ModelCache::new(
+        args.model_cache_dir
+            .clone()
+            .unwrap_or_else(storage::default_cache_dir),
+        None,
+    );
+    let mut loaded = manifests::load(&args.manifests);
+    storage::fetch_remote_models(&mut loaded, &model_cache).await;
     for problem in &loaded.problems {
         eprintln!("{problem}");
     }
@@ -183,7 +196,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
                 let now = manifests::manifest_files(&args.manifests);
                 if now != files {
                     files = now;
-                    let loaded = manifests::load(&args.manifests);
+                    let mut loaded = manifests::load(&args.manifests);
+                    storage::fetch_remote_models(&mut loaded, &model_cache).await;
                     for problem in &loaded.problems {
                         eprintln!("{problem}");
                     }

@@ -1,0 +1,552 @@
+//! `serval storage-init` against a real S3 server (s3s-fs, SigV4 checked) and a real HTTP
+//! server on loopback: what a KServe user's init container does, and what they see when it
+//! goes wrong.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serval_tests::serval_bin;
+use serval_tests::storage::{noise, same_contents, FileServer, S3Server};
+
+/// Runs without credentials pass this as the secret that must not be printed.
+const NO_SECRET: &str = "no-credentials-in-this-run";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn storage_init(server: &S3Server, args: &[&str]) -> Run {
+    storage_init_with(server.env(), &server.secret_key, args)
+}
+
+/// Runs `serval storage-init`; no output may ever hold `secret`.
+fn storage_init_with(env: Vec<(String, String)>, secret: &str, args: &[&str]) -> Run {
+    let output = Command::new(serval_bin())
+        .arg("storage-init")
+        .args(args)
+        .envs(env)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run serval storage-init");
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(
+        !run.stdout.contains(secret) && !run.stderr.contains(secret),
+        "the secret key was printed:\n{}{}",
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("serval-storage-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The last line, the one a user reads.
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or_default()
+}
+
+#[test]
+fn a_model_prefix_is_copied_exactly_and_a_rerun_fetches_only_what_changed() {
+    let server = S3Server::start();
+    let mut expected = Vec::new();
+    for i in 0..200 {
+        let key = format!(
+            "bert/{}/shard-{i:03}.bin",
+            ["tokenizer", "weights", "extra/deep"][i % 3]
+        );
+        server.put("models", &key, &noise(i * 331 % 70_000, i as u64));
+        expected.push(key.trim_start_matches("bert/").to_string());
+    }
+    server.put_noise("models", "bert/model.safetensors", 40 << 20, 7);
+    expected.push("model.safetensors".into());
+    // A sibling whose name merely starts the same is another model.
+    server.put("models", "bert-large/other.bin", b"not this one");
+    expected.sort();
+
+    let dest = temp_dir("prefix");
+    let run = storage_init(
+        &server,
+        &[
+            "--chunk-size",
+            "4Mi",
+            "s3://models/bert",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut got = files_under(&dest);
+    got.retain(|f| f != ".serval-model-complete");
+    assert_eq!(got, expected);
+    for file in &expected {
+        assert!(
+            same_contents(
+                &dest.join(file),
+                &server.object_path("models", &format!("bert/{file}"))
+            ),
+            "{file} differs from the object"
+        );
+    }
+    assert!(
+        last_line(&run.stderr).contains("201 of 201 files"),
+        "{}",
+        run.stderr
+    );
+
+    // Nothing changed: nothing is read.
+    let big = dest.join("model.safetensors");
+    let written = std::fs::metadata(&big).unwrap().modified().unwrap();
+    let again = storage_init(&server, &["s3://models/bert", dest.to_str().unwrap()]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        last_line(&again.stderr).contains("already complete (201 files"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        std::fs::metadata(&big).unwrap().modified().unwrap(),
+        written
+    );
+
+    // One object changed: only it is read again.
+    server.put(
+        "models",
+        "bert/weights/shard-001.bin",
+        b"a new version of this shard",
+    );
+    let changed = storage_init(&server, &["s3://models/bert", dest.to_str().unwrap()]);
+    assert_eq!(changed.code, 0, "{}", changed.stderr);
+    assert!(
+        last_line(&changed.stderr).contains("1 of 201 files"),
+        "{}",
+        changed.stderr
+    );
+    assert_eq!(
+        std::fs::read(dest.join("weights/shard-001.bin")).unwrap(),
+        b"a new version of this shard"
+    );
+    std::fs::remove_dir_all(&dest).unwrap();
+}
+
+#[test]
+fn a_gigabyte_object_arrives_whole_through_parallel_ranges_with_flat_memory() {
+    let server = S3Server::start();
+    let size: u64 = 1 << 30;
+    server.put_noise("models", "llm/model.gguf", size, 42);
+    let object = server.object_path("models", "llm/model.gguf");
+    let dest = temp_dir("gigabyte");
+    let mut child = Command::new(serval_bin())
+        .args([
+            "storage-init",
+            "s3://models/llm/model.gguf",
+            dest.to_str().unwrap(),
+        ])
+        .envs(server.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let started = Instant::now();
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(hwm) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                peak_kib = peak_kib.max(
+                    hwm.trim()
+                        .trim_end_matches(" kB")
+                        .trim()
+                        .parse()
+                        .unwrap_or(0),
+                );
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = started.elapsed();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        same_contents(&dest.join("model.gguf"), &object),
+        "the copy differs"
+    );
+    eprintln!(
+        "1 GiB in {:.2} s ({:.0} MiB/s), peak RSS {:.1} MiB",
+        elapsed.as_secs_f64(),
+        1024.0 / elapsed.as_secs_f64(),
+        peak_kib as f64 / 1024.0
+    );
+    // Streamed to disk: the process holds a few buffers, never the object.
+    assert!(
+        peak_kib > 0 && peak_kib < 128 * 1024,
+        "peak RSS {peak_kib} KiB for a 1 GiB object"
+    );
+    std::fs::remove_dir_all(&dest).unwrap();
+}
+
+/// Archives made by Python's tarfile and zipfile, which write any entry name asked for.
+fn make_archives(dir: &Path) {
+    let script = r#"
+import io, sys, tarfile, zipfile
+d = sys.argv[1]
+def tar(name, entries):
+    with tarfile.open(f"{d}/{name}", "w:gz") as t:
+        for path, data in entries:
+            info = tarfile.TarInfo(path); info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+tar("good.tar.gz", [("model/weights.bin", b"w" * 5000), ("config.json", b"{}")])
+tar("evil.tar.gz", [("config.json", b"{}"), ("../escaped.txt", b"gotcha")])
+with tarfile.open(f"{d}/link.tar.gz", "w:gz") as t:
+    info = tarfile.TarInfo("model.bin"); info.type = tarfile.SYMTYPE; info.linkname = "/etc/passwd"
+    t.addfile(info)
+with zipfile.ZipFile(f"{d}/good.zip", "w") as z:
+    z.writestr("model.onnx", b"onnx" * 100)
+with zipfile.ZipFile(f"{d}/evil.zip", "w") as z:
+    z.writestr("ok.txt", b"1")
+    z.writestr("/tmp/absolute.txt", b"2")
+"#;
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn archives_unpack_inside_the_destination_and_escaping_entries_are_refused() {
+    let served = temp_dir("archives-served");
+    make_archives(&served);
+    let http = FileServer::start(&served);
+    let work = temp_dir("archives");
+    let none = Vec::new;
+
+    let dest = work.join("good-tar");
+    let run = storage_init_with(
+        none(),
+        NO_SECRET,
+        &[&http.url("good.tar.gz"), dest.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        files_under(&dest),
+        [".serval-model-complete", "config.json", "model/weights.bin"]
+    );
+    let dest = work.join("good-zip");
+    let run = storage_init_with(
+        none(),
+        NO_SECRET,
+        &[&http.url("good.zip"), dest.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read(dest.join("model.onnx")).unwrap(),
+        b"onnx".repeat(100)
+    );
+
+    for (archive, entry) in [
+        ("evil.tar.gz", "../escaped.txt"),
+        ("evil.zip", "/tmp/absolute.txt"),
+        ("link.tar.gz", "model.bin"),
+    ] {
+        let dest = work.join("inner").join(archive);
+        let run = storage_init_with(
+            none(),
+            NO_SECRET,
+            &[&http.url(archive), dest.to_str().unwrap()],
+        );
+        assert_eq!(run.code, 1, "{archive}: {}", run.stderr);
+        let line = last_line(&run.stderr);
+        assert!(
+            line.contains(entry) && line.contains("refusing to unpack"),
+            "{archive}: {line}"
+        );
+        assert!(
+            !dest.join(".serval-model-complete").exists(),
+            "{archive} looks complete"
+        );
+    }
+    assert!(!work.join("inner/escaped.txt").exists() && !work.join("escaped.txt").exists());
+    assert!(!Path::new("/tmp/absolute.txt").exists());
+
+    // A single S3 object that is an archive is unpacked as KServe does.
+    let server = S3Server::start();
+    server.put(
+        "models",
+        "packed/model.tar.gz",
+        &std::fs::read(served.join("good.tar.gz")).unwrap(),
+    );
+    let dest = work.join("from-s3");
+    let run = storage_init(
+        &server,
+        &["s3://models/packed/model.tar.gz", dest.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(dest.join("model/weights.bin").is_file() && !dest.join("model.tar.gz").exists());
+    std::fs::remove_dir_all(&work).unwrap();
+    std::fs::remove_dir_all(&served).unwrap();
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn bad_credentials_missing_objects_and_a_full_disk_each_end_in_one_clear_line() {
+    let server = S3Server::start();
+    server.put("models", "iris/model.json", b"{\"learner\": {}}");
+    server.put_noise("models", "big/weights.bin", 24 << 20, 3);
+    let work = temp_dir("errors");
+    let dest = work.join("dest");
+    let dest = dest.to_str().unwrap();
+
+    let mut wrong = server.env();
+    wrong[1].1 = "wrong/secret/key/for/this/server".into();
+    let run = storage_init_with(wrong, &server.secret_key, &["s3://models/iris", dest]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        last_line(&run.stderr),
+        "serval storage-init: s3://models/iris: access denied: the server refused the credentials (SignatureDoesNotMatch)"
+    );
+    assert!(!run.stderr.contains("wrong/secret/key"), "{}", run.stderr);
+
+    let run = storage_init(&server, &["s3://no-such-bucket/iris", dest]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        last_line(&run.stderr),
+        "serval storage-init: s3://no-such-bucket/iris: not found (NoSuchBucket)"
+    );
+    let run = storage_init(&server, &["s3://models/no-such-model", dest]);
+    assert_eq!(run.code, 1);
+    assert!(
+        last_line(&run.stderr).contains("nothing to download"),
+        "{}",
+        run.stderr
+    );
+    let run = storage_init(&server, &["ftp://example.com/model", dest]);
+    assert_eq!(run.code, 1);
+    assert!(
+        last_line(&run.stderr).contains("unknown scheme"),
+        "{}",
+        run.stderr
+    );
+    assert!(!Path::new(dest).join(".serval-model-complete").exists());
+
+    let disk = SmallDisk::mount(&work.join("small"), "8m");
+    let run = storage_init(&server, &["s3://models/big", disk.0.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = last_line(&run.stderr);
+    assert!(
+        line.contains("no space left on device") && line.contains("bytes still to write"),
+        "{line}"
+    );
+    assert!(
+        files_under(&disk.0)
+            .iter()
+            .all(|f| f.ends_with(".serval-partial") || f.starts_with(".serval-model-progress")),
+        "something under a final name: {:?}",
+        files_under(&disk.0)
+    );
+    drop(disk);
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[test]
+fn an_interrupted_download_fails_clearly_and_a_rerun_completes_keeping_finished_files() {
+    let mut server = S3Server::start();
+    for i in 0..6 {
+        server.put_noise("models", &format!("sharded/part-{i}.bin"), 16 << 20, i);
+    }
+    let dest = temp_dir("interrupted");
+    let args = [
+        "storage-init",
+        "--parallel",
+        "1",
+        "--chunk-size",
+        "1Mi",
+        "--retries",
+        "1",
+        "s3://models/sharded",
+    ];
+    let mut child = Command::new(serval_bin())
+        .args(args)
+        .arg(&dest)
+        .envs(server.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once the first file is finished and the second is under way.
+    let journal = dest.join(".serval-model-progress");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let finished = std::fs::read_to_string(&journal)
+            .map(|j| j.lines().count())
+            .unwrap_or(0);
+        let partial = files_under(&dest)
+            .iter()
+            .any(|f| f.ends_with(".serval-partial"));
+        if finished >= 1 && partial {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the server was killed"
+        );
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    server.kill();
+    let status = child.wait().unwrap();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(!status.success());
+    let line = last_line(&stderr);
+    assert!(
+        line.starts_with("serval storage-init: s3://models/sharded: ") && line.contains("refused"),
+        "{line}"
+    );
+    assert!(!dest.join(".serval-model-complete").exists());
+    let present = files_under(&dest);
+    assert!(
+        present.iter().all(|f| !f.ends_with(".serval-partial")),
+        "{present:?}"
+    );
+    for file in present.iter().filter(|f| f.starts_with("part-")) {
+        assert!(same_contents(
+            &dest.join(file),
+            &server.object_path("models", &format!("sharded/{file}"))
+        ));
+    }
+    let kept = present.iter().filter(|f| f.starts_with("part-")).count();
+    assert!((1..6).contains(&kept), "{present:?}");
+
+    server.restart();
+    let run = storage_init(&server, &["s3://models/sharded", dest.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        last_line(&run.stderr).contains(&format!("{} of 6 files", 6 - kept)),
+        "{}",
+        run.stderr
+    );
+    for i in 0..6 {
+        let file = format!("part-{i}.bin");
+        assert!(same_contents(
+            &dest.join(&file),
+            &server.object_path("models", &format!("sharded/{file}"))
+        ));
+    }
+    std::fs::remove_dir_all(&dest).unwrap();
+}
+
+#[test]
+fn two_cache_fills_at_once_download_once_and_old_entries_are_evicted() {
+    let server = S3Server::start();
+    server.put_noise("models", "shared/model.bin", 64 << 20, 9);
+    server.put("models", "small/model.json", b"{}");
+    let cache = temp_dir("cache");
+    let cache_arg = format!("--cache-dir={}", cache.display());
+    let spawn = || {
+        Command::new(serval_bin())
+            .args(["storage-init", &cache_arg, "s3://models/shared"])
+            .envs(server.env())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(a.stdout, b.stdout, "both name the same cache entry");
+    let model_dir = PathBuf::from(String::from_utf8_lossy(&a.stdout).trim());
+    assert!(model_dir.starts_with(&cache));
+    let fetched = [&a, &b]
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("1 of 1 files"))
+        .count();
+    let reused = [&a, &b]
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("already complete"))
+        .count();
+    assert_eq!(
+        (fetched, reused),
+        (1, 1),
+        "{:?} {:?}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert!(same_contents(
+        &model_dir.join("model.bin"),
+        &server.object_path("models", "shared/model.bin")
+    ));
+
+    // Past the budget, the least recently used entry goes; the one just filled stays.
+    let run = storage_init(
+        &server,
+        &[&cache_arg, "--cache-max-size=1Mi", "s3://models/small"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("evicted models-shared-"),
+        "{}",
+        run.stderr
+    );
+    assert!(!model_dir.exists());
+    assert!(PathBuf::from(run.stdout.trim())
+        .join("model.json")
+        .is_file());
+    std::fs::remove_dir_all(&cache).unwrap();
+}
