@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use serval_controller::kubernetes::storage::ModelCacheSettings;
 use serval_controller::kubernetes::{self, Options, Settings, WebhookOptions};
 
 #[derive(clap::Args, Debug)]
@@ -24,6 +25,14 @@ pub(crate) struct ControllerArgs {
     /// Serval's image, for the queue-proxy sidecar and storage initializer of model pods.
     #[arg(long, env = "SERVAL_IMAGE", default_value = concat!("ghcr.io/serval-dev/serval:", env!("CARGO_PKG_VERSION")))]
     image: String,
+    /// The node model cache's directory on every node (a hostPath); InferenceServices
+    /// annotated `serving.serval.dev/model-cache: "true"` fetch their model there once per
+    /// node and mount it read-only. Off when unset.
+    #[arg(long)]
+    model_cache_host_path: Option<String>,
+    /// Evict least-recently-used models from each node's cache past this size (e.g. 200Gi).
+    #[arg(long)]
+    model_cache_max_size: Option<String>,
     /// `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, default_value = "0.0.0.0:8081")]
     health_listen: SocketAddr,
@@ -57,6 +66,12 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             system_namespace: args.system_namespace.clone(),
             activator_service: args.activator_service,
             cluster_suffix: format!("svc.{}", args.cluster_domain),
+            model_cache: args
+                .model_cache_host_path
+                .map(|host_path| ModelCacheSettings {
+                    host_path,
+                    max_size: args.model_cache_max_size,
+                }),
         },
         namespace: args.namespace,
         health_listen: args.health_listen,

@@ -313,6 +313,32 @@ fn inference_services_become_revisions_services_and_status_under_the_charts_rbac
         assert_eq!(out.code, 0, "{}", out.stderr);
     };
 
+    // The ServiceAccount the model runs as names its storage Secret, as KServe users set it
+    // up; the controller may read only the Secret's metadata.
+    file(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: s3creds
+  namespace: {NS}
+  annotations:
+    serving.kserve.io/s3-endpoint: minio.storage:9000
+    serving.kserve.io/s3-usehttps: "0"
+    serving.kserve.io/s3-region: eu-west-1
+stringData:
+  AWS_ACCESS_KEY_ID: AKIAEXAMPLE
+  AWS_SECRET_ACCESS_KEY: never-in-a-deployment
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: model-reader
+  namespace: {NS}
+secrets:
+- name: s3creds
+"#
+    ));
+
     // A new service: its first revision, Services and status.
     file(&manifest("gs://models/iris/1", None, false));
     let first = wait_for(
@@ -380,6 +406,21 @@ fn inference_services_become_revisions_services_and_status_under_the_charts_rbac
     assert_eq!(
         init["args"],
         json!(["storage-init", "gs://models/iris/1", "/mnt/models"])
+    );
+    let init_env = init["env"].as_array().unwrap();
+    let var = |name: &str| init_env.iter().find(|e| e["name"] == name).cloned();
+    assert_eq!(
+        var("AWS_SECRET_ACCESS_KEY").unwrap()["valueFrom"]["secretKeyRef"],
+        json!({"name": "s3creds", "key": "AWS_SECRET_ACCESS_KEY", "optional": true})
+    );
+    assert_eq!(
+        var("AWS_ENDPOINT_URL").unwrap()["value"],
+        "http://minio.storage:9000"
+    );
+    assert_eq!(var("AWS_REGION").unwrap()["value"], "eu-west-1");
+    assert!(
+        !first.to_string().contains("never-in-a-deployment"),
+        "a Secret's value reached the Deployment"
     );
     assert_eq!(pod["serviceAccountName"], "model-reader");
     assert_eq!(pod["nodeSelector"]["gpu"], "true");

@@ -9,6 +9,7 @@ pub mod labels;
 pub mod revision;
 pub mod services;
 pub mod status_patch;
+pub mod storage;
 
 #[cfg(feature = "kubernetes")]
 mod cache;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub activator_service: String,
     /// The cluster's DNS suffix for Services.
     pub cluster_suffix: String,
+    /// The node model cache, when the chart enables it.
+    pub model_cache: Option<storage::ModelCacheSettings>,
 }
 
 impl Settings {

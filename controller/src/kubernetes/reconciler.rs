@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -33,6 +33,7 @@ use super::revision::{
 use super::server::{self, Health};
 use super::services::revision_service;
 use super::status_patch::merge_patch;
+use super::storage::StorageSecret;
 use super::webhook::{WebhookError, WebhookOptions};
 use super::write::{api_error, apply_entry_services, create_service, is_status};
 use super::Settings;
@@ -138,6 +139,49 @@ fn templates(isvc: &InferenceService, ctx: &Context) -> Vec<(ComponentKind, Temp
         .collect()
 }
 
+/// The Secrets the component's ServiceAccount names (KServe's `default` when none is
+/// set), metadata only: their data stays in the API server and reaches the storage
+/// initializer by reference.
+async fn storage_secrets(
+    client: &Client,
+    namespace: &str,
+    template: &RevisionTemplate,
+) -> Result<Vec<StorageSecret>, ControllerError> {
+    let account = template
+        .pod
+        .service_account_name
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let Some(found) = accounts.get_opt(&account).await.map_err(api_error(
+        "get",
+        "ServiceAccount",
+        namespace,
+        &account,
+    ))?
+    else {
+        return Ok(Vec::new());
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut out = Vec::new();
+    for reference in found.secrets.iter().flatten() {
+        let Some(name) = reference.name.clone() else {
+            continue;
+        };
+        if let Some(meta) = secrets
+            .get_metadata_opt(&name)
+            .await
+            .map_err(api_error("get", "Secret", namespace, &name))?
+        {
+            out.push(StorageSecret {
+                name,
+                annotations: meta.metadata.annotations.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 async fn reconcile(
     isvc: Arc<InferenceService>,
     ctx: Arc<Context>,
@@ -209,12 +253,18 @@ async fn reconcile(
         else {
             continue;
         };
+        let secrets = if template.storage_uri.is_some() || !template.storage_uris.is_empty() {
+            storage_secrets(&client, &namespace, template).await?
+        } else {
+            Vec::new()
+        };
         let deployment = revision_deployment(
             &isvc,
             template,
             &new.name,
             &new.template_hash,
             &ctx.settings,
+            &secrets,
         );
         match deployments
             .create(&PostParams::default(), &deployment)

@@ -18,12 +18,12 @@ use serval_api::serving_runtime::render_arg;
 use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
 
 use super::labels;
+use super::storage::{model_storage, StorageSecret};
 use super::Settings;
 use crate::rollout::TemplateProblem;
 
 /// Where the storage initializer puts the model, and where runtimes read it (KServe's path).
 pub const MODEL_MOUNT: &str = "/mnt/models";
-const MODEL_VOLUME: &str = "kserve-provision-location";
 /// The port the runtime (or the user's container) serves HTTP on, as in KServe.
 pub const RUNTIME_PORT: u16 = 8080;
 /// The queue-proxy's user port, which the revision's Service and the activator reach.
@@ -44,6 +44,8 @@ pub struct RevisionTemplate {
     pub pod: PodFields,
     pub extension: ComponentExtensionSpec,
     pub storage_uri: Option<String>,
+    /// `storageUris`: more locations, each with its mount path.
+    pub storage_uris: Vec<serval_api::predictor::StorageUri>,
     /// Annotations the autoscaler reads (the service's, then the component's).
     pub annotations: BTreeMap<String, String>,
     /// The runtime's name, for the pods' labels.
@@ -133,6 +135,7 @@ pub fn revision_template(
     };
     // A ServingRuntime's own annotations reach its pods, below the service's.
     let mut runtime_annotations = BTreeMap::new();
+    let mut storage_uris = Vec::new();
     let (mut container, pod, extension, storage_uri, runtime) = match kind {
         ComponentKind::Predictor => {
             let predictor = &spec.predictor;
@@ -159,6 +162,7 @@ pub fn revision_template(
                             .extend(secrets.iter().cloned());
                     }
                     runtime_annotations = runtime_spec.annotations.clone().unwrap_or_default();
+                    storage_uris = model.extension.storage_uris.clone().unwrap_or_default();
                     if let Some(volumes) = &runtime_spec.volumes {
                         pod.volumes
                             .get_or_insert_with(Vec::new)
@@ -248,6 +252,7 @@ pub fn revision_template(
         pod,
         extension,
         storage_uri,
+        storage_uris,
         runtime,
     })
 }
@@ -280,6 +285,7 @@ pub fn revision_deployment(
     revision: &str,
     template_hash: &str,
     settings: &Settings,
+    secrets: &[StorageSecret],
 ) -> Deployment {
     let name = isvc.metadata.name.clone().unwrap_or_default();
     let namespace = isvc.metadata.namespace.clone().unwrap_or_default();
@@ -296,12 +302,6 @@ pub fn revision_deployment(
         ]))
         .unwrap_or_default(),
     );
-    let model_mount = VolumeMount {
-        name: MODEL_VOLUME.to_string(),
-        mount_path: MODEL_MOUNT.to_string(),
-        read_only: Some(true),
-        ..Default::default()
-    };
     let mut volumes: Vec<Value> = template
         .pod
         .volumes
@@ -316,25 +316,15 @@ pub fn revision_deployment(
         .flatten()
         .map(|c| serde_json::to_value(c).unwrap_or_default())
         .collect();
-    if let Some(uri) = &template.storage_uri {
-        volumes.push(json!({"name": MODEL_VOLUME, "emptyDir": {}}));
-        runtime
-            .volume_mounts
-            .get_or_insert_with(Vec::new)
-            .push(model_mount);
-        init_containers.push(json!({
-            "name": "storage-initializer",
-            "image": settings.image,
-            "command": ["/usr/local/bin/serval"],
-            "args": ["storage-init", uri, MODEL_MOUNT],
-            "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}],
-            "resources": {
-                "requests": {"cpu": "100m", "memory": "100Mi"},
-                "limits": {"cpu": "1", "memory": "1Gi"}
-            },
-            "terminationMessagePolicy": "FallbackToLogsOnError"
-        }));
-    }
+    let model = model_storage(template, settings, secrets);
+    volumes.extend(model.volumes);
+    init_containers.extend(model.init_container);
+    runtime.volume_mounts.get_or_insert_with(Vec::new).extend(
+        model
+            .runtime_mounts
+            .into_iter()
+            .filter_map(|m| serde_json::from_value::<VolumeMount>(m).ok()),
+    );
     runtime
         .env
         .get_or_insert_with(Vec::new)

@@ -8,6 +8,7 @@ use serval_api::{ClusterServingRuntime, InferenceService};
 
 use super::health::revision_health;
 use super::revision::{revision_deployment, revision_template};
+use super::storage::{ModelCacheSettings, StorageSecret};
 use super::Settings;
 use crate::rollout::RevisionHealth;
 
@@ -45,6 +46,10 @@ fn settings() -> Settings {
         system_namespace: "serval-system".to_string(),
         activator_service: "serval-activator".to_string(),
         cluster_suffix: "svc.cluster.local".to_string(),
+        model_cache: Some(ModelCacheSettings {
+            host_path: "/var/cache/serval/models".to_string(),
+            max_size: Some("100Gi".to_string()),
+        }),
     }
 }
 
@@ -80,8 +85,14 @@ fn the_model_spec_is_laid_over_the_runtime_container() {
             "--workers=2"
         ]
     );
-    let deployment: Deployment =
-        revision_deployment(&isvc, &template, "iris-predictor-1", "abc", &settings());
+    let deployment: Deployment = revision_deployment(
+        &isvc,
+        &template,
+        "iris-predictor-1",
+        "abc",
+        &settings(),
+        &[],
+    );
     let value = serde_json::to_value(&deployment).unwrap();
     assert_eq!(
         value["metadata"]["annotations"]["autoscaling.knative.dev/target"],
@@ -101,6 +112,127 @@ fn the_model_spec_is_laid_over_the_runtime_container() {
         json!({"name": "kserve-provision-location", "mountPath": "/mnt/models", "readOnly": true})
     );
     assert_eq!(pod["initContainers"][0]["image"], "serval:test");
+}
+
+fn pod_spec(yaml: &str, secrets: &[StorageSecret]) -> serde_json::Value {
+    let isvc = isvc(yaml);
+    let template = revision_template(&isvc, ComponentKind::Predictor, &[], &runtimes()).unwrap();
+    let deployment = revision_deployment(
+        &isvc,
+        &template,
+        "iris-predictor-1",
+        "abc",
+        &settings(),
+        secrets,
+    );
+    serde_json::to_value(&deployment).unwrap()["spec"]["template"]["spec"].clone()
+}
+
+#[test]
+fn the_service_account_s3_secret_reaches_the_initializer_by_reference() {
+    let secret = StorageSecret {
+        name: "s3creds".to_string(),
+        annotations: [
+            ("serving.kserve.io/s3-endpoint", "minio.storage:9000"),
+            ("serving.kserve.io/s3-usehttps", "0"),
+            ("serving.kserve.io/s3-region", "eu-west-1"),
+            ("serving.kserve.io/s3-verifyssl", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    let pod = pod_spec(SKLEARN, &[secret]);
+    let init = &pod["initContainers"][0];
+    assert_eq!(
+        init["args"],
+        json!(["storage-init", "s3://bucket/iris", "/mnt/models"])
+    );
+    let env = init["env"].as_array().unwrap();
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        var("AWS_SECRET_ACCESS_KEY")["valueFrom"]["secretKeyRef"],
+        json!({"name": "s3creds", "key": "AWS_SECRET_ACCESS_KEY", "optional": true})
+    );
+    assert_eq!(
+        var("AWS_ENDPOINT_URL")["value"],
+        "http://minio.storage:9000"
+    );
+    assert_eq!(var("S3_ENDPOINT")["value"], "minio.storage:9000");
+    assert_eq!(var("S3_USE_HTTPS")["value"], "0");
+    assert_eq!(var("AWS_REGION")["value"], "eu-west-1");
+    assert_eq!(var("S3_VERIFY_SSL")["value"], "0");
+    // No secret value is ever written into the Deployment.
+    assert!(env
+        .iter()
+        .all(|e| e.get("value").is_none() || e["name"] != "AWS_SECRET_ACCESS_KEY"));
+    assert_eq!(init["securityContext"]["runAsNonRoot"], true);
+}
+
+#[test]
+fn storage_uris_pvc_and_the_node_model_cache_shape_the_pod() {
+    let many = SKLEARN.replace(
+        "      storageUri: s3://bucket/iris\n",
+        "      storageUri: s3://bucket/iris\n      storageUris:\n      - {uri: \"gs://bucket/tokenizer\", mountPath: /mnt/tokenizer}\n",
+    );
+    let pod = pod_spec(&many, &[]);
+    assert_eq!(
+        pod["initContainers"][0]["args"],
+        json!([
+            "storage-init",
+            "s3://bucket/iris",
+            "/mnt/models",
+            "gs://bucket/tokenizer",
+            "/mnt/tokenizer"
+        ])
+    );
+    let mounts = &pod["containers"][0]["volumeMounts"];
+    assert_eq!(mounts[1]["mountPath"], "/mnt/tokenizer");
+
+    let claim = SKLEARN.replace("s3://bucket/iris", "pvc://models-claim/iris/v1");
+    let pod = pod_spec(&claim, &[]);
+    assert!(pod.get("initContainers").is_none(), "{pod}");
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0],
+        json!({"name": "kserve-pvc-source-0", "mountPath": "/mnt/models", "subPath": "iris/v1", "readOnly": true})
+    );
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "models-claim"
+    );
+
+    let cached = SKLEARN.replace(
+        "autoscaling.knative.dev/target: \"3\"}",
+        "autoscaling.knative.dev/target: \"3\", serving.serval.dev/model-cache: \"true\"}",
+    );
+    let pod = pod_spec(&cached, &[]);
+    assert_eq!(
+        pod["initContainers"][0]["args"],
+        json!([
+            "storage-init",
+            "--cache-dir=/var/cache/serval/models",
+            "--cache-max-size=100Gi",
+            "s3://bucket/iris"
+        ])
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0],
+        json!({
+            "name": "serval-model-cache",
+            "mountPath": "/mnt/models",
+            "subPath": format!("{}/model", serval_api::model_cache::entry_name("s3://bucket/iris")),
+            "readOnly": true
+        })
+    );
+    assert_eq!(
+        pod["volumes"][0]["hostPath"]["path"],
+        "/var/cache/serval/models"
+    );
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub enum TranslateError {
     Runtime(#[from] RuntimeSelectionError),
     #[error("spec.predictor: no model implementation or containers")]
     NoImplementation,
-    #[error("{path}: storage {uri:?} is not available locally: use a local path or file:// (remote storage needs the cluster's storage initializer)")]
+    #[error("{path}: storage {uri:?} is not available locally: use a local path or file:// (serval dev fetches s3://, gs://, az://, https:// and hf:// models itself)")]
     RemoteStorage { path: &'static str, uri: String },
     #[error("{path}: model directory {dir} does not exist")]
     MissingModel { path: &'static str, dir: PathBuf },

@@ -325,7 +325,12 @@ pub(super) fn gcs(
         .with_bucket_name(bucket)
         .with_retry(retry(options))
         .with_client_options(client_options(env, options, "GCS_VERIFY_SSL"));
-    match env.get("GOOGLE_APPLICATION_CREDENTIALS") {
+    // The controller mounts every storage Secret's key file optionally: a path with no
+    // file behind it means no credentials, as for a public bucket.
+    match env
+        .get("GOOGLE_APPLICATION_CREDENTIALS")
+        .filter(|path| FsPath::new(path).is_file())
+    {
         Some(path) => builder = builder.with_application_credentials(path),
         None => builder = builder.with_skip_signature(true),
     }
