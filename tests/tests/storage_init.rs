@@ -550,3 +550,86 @@ fn two_cache_fills_at_once_download_once_and_old_entries_are_evicted() {
         .is_file());
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+/// `serval dev` on a manifest whose model is on S3: fetched into the user's model cache,
+/// served, and not fetched again by the next start.
+#[tokio::test]
+async fn serval_dev_serves_a_model_from_s3_and_reuses_its_cache() {
+    use serval_tests::http_client::{http1, send};
+    let server = S3Server::start();
+    let model = serval_tests::repo_root().join("examples/models/iris-xgboost/model.json");
+    server.put(
+        "models",
+        "iris-xgboost/model.json",
+        &std::fs::read(&model).unwrap(),
+    );
+    let work = temp_dir("dev");
+    let manifest = work.join("iris.yaml");
+    let example =
+        std::fs::read_to_string(serval_tests::repo_root().join("examples/xgboost-iris.yaml"))
+            .unwrap();
+    std::fs::write(
+        &manifest,
+        example.replace("./models/iris-xgboost", "s3://models/iris-xgboost"),
+    )
+    .unwrap();
+    let cache = work.join("cache");
+    let body = r#"{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[6.8,2.8,4.8,1.4]}]}"#;
+    let client = http1();
+
+    for start in ["first", "second"] {
+        let port = serval_tests::free_port();
+        let mut dev = Command::new(serval_bin())
+            .arg("dev")
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--model-cache-dir={}", cache.display()))
+            .arg(format!("--log-dir={}", work.join("logs").display()))
+            .arg(&manifest)
+            .envs(server.env())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = serval_tests::collect_lines(dev.stderr.take().unwrap());
+        let url = format!(
+            "http://127.0.0.1:{port}/serving/default/xgboost-iris/v2/models/xgboost-iris/infer"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let answer = loop {
+            match send(&client, "POST", &url, body).await {
+                Ok(answer) if answer.status == 200 => break answer.json(),
+                _ => {
+                    assert!(
+                        Instant::now() < deadline && dev.try_wait().unwrap().is_none(),
+                        "{start} start: no answer; serval dev said: {:?}",
+                        stderr.lock().unwrap()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(
+            answer["outputs"][0]["shape"],
+            serde_json::json!([1, 3]),
+            "{answer}"
+        );
+        let _ = dev.kill();
+        let _ = dev.wait();
+        let said = stderr.lock().unwrap().join("\n");
+        assert!(
+            said.contains("fetching s3://models/iris-xgboost into the model cache"),
+            "{said}"
+        );
+        let cached = std::fs::read_dir(&cache).unwrap().count();
+        assert_eq!(cached, 1, "one cache entry for the one model");
+        let expected = match start {
+            "first" => "xgboost-iris: fetched 1 of 1 files",
+            // The marker matched the listing: nothing was read again.
+            _ => "xgboost-iris: model already complete in the cache",
+        };
+        assert!(said.contains(expected), "{start} start: {said}");
+    }
+    std::fs::remove_dir_all(&work).unwrap();
+}

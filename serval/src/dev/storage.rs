@@ -56,7 +56,21 @@ pub(crate) async fn fetch_remote_models(loaded: &mut Loaded, cache: &ModelCache)
             }
             .await;
             match fetched {
-                Ok(fill) => *uri = fill.model_dir.display().to_string(),
+                Ok(fill) => {
+                    let report = &fill.report;
+                    if report.already_complete {
+                        eprintln!("serval dev: {name}: model already complete in the cache");
+                    } else {
+                        eprintln!(
+                            "serval dev: {name}: fetched {} of {} files ({:.1} MiB) in {:.1} s",
+                            report.fetched_files,
+                            report.files,
+                            report.downloaded as f64 / (1024.0 * 1024.0),
+                            report.elapsed.as_secs_f64()
+                        );
+                    }
+                    *uri = fill.model_dir.display().to_string();
+                }
                 Err(e) => {
                     failed = Some(format!("InferenceService {name}: {path}: {e}"));
                     break;
