@@ -14,9 +14,21 @@ use crate::predictor::{PredictorExtensionSpec, PredictorSpec};
 use crate::serving_runtime::{render_arg, ServingRuntimeSpec};
 
 /// Storage URI schemes a storage initializer can fetch.
-pub const STORAGE_SCHEMES: [&str; 10] = [
-    "s3://", "gs://", "az://", "https://", "http://", "pvc://", "file://", "hf://", "oci://",
+pub const STORAGE_SCHEMES: [&str; 14] = [
+    "s3://",
+    "gs://",
+    "az://",
+    "https://",
+    "http://",
+    "pvc://",
+    "file://",
+    "hf://",
+    "modelscope://",
+    "oci://",
+    "oci+fetch://",
+    "oci+native://",
     "hdfs://",
+    "webhdfs://",
 ];
 
 /// Every rule an InferenceService must meet beyond its schema. Empty means valid.

@@ -33,6 +33,11 @@ pub enum Location {
         repo: String,
         revision: String,
     },
+    /// `modelscope://org/model[:revision]`, through ModelScope's HTTP API.
+    ModelScope {
+        repo: String,
+        revision: String,
+    },
     /// A directory or file on this machine: `file://`, absolute and relative paths, and
     /// `pvc://` (the claim mounted under the PVC root).
     Local {
@@ -48,11 +53,10 @@ pub struct StorageUri {
 }
 
 /// Schemes KServe documents that Serval does not fetch yet, with what to use instead.
-const NOT_YET: [(&str, &str); 6] = [
+const NOT_YET: [(&str, &str); 5] = [
     ("oci://", "OCI model images (modelcars)"),
     ("oci+fetch://", "OCI model images"),
     ("oci+native://", "OCI image volumes"),
-    ("modelscope://", "ModelScope repositories"),
     ("hdfs://", "HDFS"),
     ("webhdfs://", "WebHDFS"),
 ];
@@ -80,18 +84,13 @@ impl StorageUri {
                 prefix,
             }
         } else if let Some(rest) = text.strip_prefix("hf://") {
-            let (repo, revision) = match rest.rsplit_once(':') {
-                Some((repo, revision)) if !revision.is_empty() => (repo, revision),
-                _ => (rest, "main"),
-            };
-            let repo = repo.trim_matches('/');
-            if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
-                return Err(invalid("expected hf://<org>/<model>[:<revision>]"));
-            }
-            Location::HuggingFace {
-                repo: repo.to_string(),
-                revision: revision.to_string(),
-            }
+            let (repo, revision) = hub_repo(rest, "main")
+                .ok_or_else(|| invalid("expected hf://<org>/<model>[:<revision>]"))?;
+            Location::HuggingFace { repo, revision }
+        } else if let Some(rest) = text.strip_prefix("modelscope://") {
+            let (repo, revision) = hub_repo(rest, "master")
+                .ok_or_else(|| invalid("expected modelscope://<org>/<model>[:<revision>]"))?;
+            Location::ModelScope { repo, revision }
         } else if let Some(rest) = text.strip_prefix("pvc://") {
             let (claim, path) = rest.split_once('/').unwrap_or((rest, ""));
             if claim.is_empty() {
@@ -143,6 +142,21 @@ impl fmt::Display for StorageUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&crate::redact::strip_url_secrets(&self.text))
     }
+}
+
+/// `org/model[:revision]` of a model hub.
+fn hub_repo(rest: &str, default_revision: &str) -> Option<(String, String)> {
+    let (repo, revision) = match rest.rsplit_once(':') {
+        Some((repo, revision)) if !revision.is_empty() => (repo, revision),
+        _ => (rest, default_revision),
+    };
+    let repo = repo.trim_matches('/');
+    let parts: Vec<&str> = repo.split('/').collect();
+    (parts.len() == 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && *p != ".." && *p != "."))
+    .then(|| (repo.to_string(), revision.to_string()))
 }
 
 fn bucket_and_prefix(rest: &str) -> Option<(String, String)> {

@@ -238,3 +238,40 @@ pub fn same_contents(a: &Path, b: &Path) -> bool {
         }
     }
 }
+
+/// `tests/python/model_hub.py`: the Hugging Face and ModelScope HTTP APIs over `root`
+/// (`<org>/<model>/<revision>/...`), requiring `token` as a bearer token when given.
+#[derive(Debug)]
+pub struct ModelHub {
+    child: Child,
+    pub port: u16,
+}
+
+impl ModelHub {
+    pub fn start(root: &Path, token: Option<&str>) -> Self {
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .arg(repo_root().join("tests/python/model_hub.py"))
+            .arg(root)
+            .arg(port.to_string())
+            .args(token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/python/model_hub.py");
+        wait_listening(port, &mut child, "model_hub.py");
+        Self { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ModelHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serval_tests::serval_bin;
-use serval_tests::storage::{noise, same_contents, FileServer, S3Server};
+use serval_tests::storage::{noise, same_contents, FileServer, ModelHub, S3Server};
 
 /// Runs without credentials pass this as the secret that must not be printed.
 const NO_SECRET: &str = "no-credentials-in-this-run";
@@ -632,4 +632,102 @@ async fn serval_dev_serves_a_model_from_s3_and_reuses_its_cache() {
         assert!(said.contains(expected), "{start} start: {said}");
     }
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[test]
+fn hugging_face_and_modelscope_repositories_arrive_with_their_tokens_unprinted() {
+    let repos = temp_dir("hub");
+    let token = "hf_secret_token_for_the_test_hub";
+    for (revision, files) in [("main", 3usize), ("v2", 1), ("master", 2)] {
+        for i in 0..files {
+            let path = repos.join(format!("org/tiny-llm/{revision}/sub{i}/weights-{i}.bin"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, noise(3_000_000 + i * 1000, i as u64 + 1)).unwrap();
+        }
+    }
+    let hub = ModelHub::start(&repos, Some(token));
+    let work = temp_dir("hub-dest");
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let cases = [
+        (
+            "hf://org/tiny-llm",
+            "main",
+            env(&[("HF_ENDPOINT", &hub.endpoint()), ("HF_TOKEN", token)]),
+        ),
+        (
+            "hf://org/tiny-llm:v2",
+            "v2",
+            env(&[("HF_ENDPOINT", &hub.endpoint()), ("HF_TOKEN", token)]),
+        ),
+        (
+            "modelscope://org/tiny-llm",
+            "master",
+            env(&[
+                ("MODELSCOPE_ENDPOINT", &hub.endpoint()),
+                ("MODELSCOPE_API_TOKEN", token),
+            ]),
+        ),
+    ];
+    for (uri, revision, env) in cases {
+        let dest = work.join(revision);
+        let run = storage_init_with(
+            env,
+            token,
+            &["--chunk-size", "1Mi", uri, dest.to_str().unwrap()],
+        );
+        assert_eq!(run.code, 0, "{uri}: {}", run.stderr);
+        let mut got = files_under(&dest);
+        got.retain(|f| f != ".serval-model-complete");
+        let source = repos.join("org/tiny-llm").join(revision);
+        assert_eq!(got, files_under(&source), "{uri}");
+        for file in &got {
+            assert!(
+                same_contents(&dest.join(file), &source.join(file)),
+                "{uri}: {file}"
+            );
+        }
+    }
+    // A wrong token is refused in one line, and neither token is printed.
+    let run = storage_init_with(
+        env(&[
+            ("HF_ENDPOINT", &hub.endpoint()),
+            ("HF_TOKEN", "hf_wrong_token_value"),
+        ]),
+        token,
+        &["hf://org/tiny-llm", work.join("denied").to_str().unwrap()],
+    );
+    assert_eq!(run.code, 1);
+    let line = last_line(&run.stderr);
+    assert!(
+        line.starts_with("serval storage-init: hf://org/tiny-llm: access denied"),
+        "{line}"
+    );
+    assert!(
+        !run.stderr.contains("hf_wrong_token_value"),
+        "{}",
+        run.stderr
+    );
+    let run = storage_init_with(
+        env(&[
+            ("MODELSCOPE_ENDPOINT", &hub.endpoint()),
+            ("MODELSCOPE_API_TOKEN", token),
+        ]),
+        token,
+        &[
+            "modelscope://org/missing",
+            work.join("missing").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        last_line(&run.stderr),
+        "serval storage-init: modelscope://org/missing: not found (model not found)"
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+    std::fs::remove_dir_all(&repos).unwrap();
 }

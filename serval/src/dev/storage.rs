@@ -11,7 +11,15 @@ use serval_storage::{source, Environment, FetchOptions, ModelCache, ProgressStyl
 
 use super::manifests::Loaded;
 
-const REMOTE: [&str; 6] = ["s3://", "gs://", "az://", "http://", "https://", "hf://"];
+const REMOTE: [&str; 7] = [
+    "s3://",
+    "gs://",
+    "az://",
+    "http://",
+    "https://",
+    "hf://",
+    "modelscope://",
+];
 
 /// `$SERVAL_MODEL_CACHE_DIR`, else `$XDG_CACHE_HOME/serval/models`, else
 /// `~/.cache/serval/models`.

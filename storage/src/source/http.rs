@@ -5,7 +5,6 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
 use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, ETAG, LAST_MODIFIED, RANGE};
 
 use super::{status_error, transport_error, ByteStream, RemoteFile, Source};
@@ -105,24 +104,7 @@ impl Source for HttpSource {
                 .send()
                 .await
                 .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
-            let status = response.status();
-            if !status.is_success() {
-                let body = response.text().await.unwrap_or_default();
-                return Err(status_error(status, &self.what, &body, &self.redactor));
-            }
-            if range.is_some() && status != reqwest::StatusCode::PARTIAL_CONTENT {
-                return Err(StorageError::Remote {
-                    what: self.what.clone(),
-                    detail: format!("asked for a byte range, got {status}"),
-                    transient: false,
-                });
-            }
-            let what = self.what.clone();
-            let redactor = self.redactor.clone();
-            Ok(response
-                .bytes_stream()
-                .map(move |chunk| chunk.map_err(|e| transport_error(e, &what, &redactor)))
-                .boxed())
+            super::checked_body(response, range.is_some(), &self.what, &self.redactor).await
         })
     }
 

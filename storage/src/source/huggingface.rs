@@ -4,7 +4,6 @@
 use std::ops::Range;
 
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, LINK, RANGE};
 
 use super::{status_error, transport_error, ByteStream, RemoteFile, Source};
@@ -165,17 +164,7 @@ impl Source for HuggingFaceSource {
                 .send()
                 .await
                 .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
-            let status = response.status();
-            if !status.is_success() {
-                let body = response.text().await.unwrap_or_default();
-                return Err(status_error(status, &self.what, &body, &self.redactor));
-            }
-            let what = self.what.clone();
-            let redactor = self.redactor.clone();
-            Ok(response
-                .bytes_stream()
-                .map(move |chunk| chunk.map_err(|e| transport_error(e, &what, &redactor)))
-                .boxed())
+            super::checked_body(response, range.is_some(), &self.what, &self.redactor).await
         })
     }
 

@@ -3,6 +3,7 @@
 
 mod http;
 mod huggingface;
+mod modelscope;
 mod object;
 
 use std::ops::Range;
@@ -110,6 +111,14 @@ pub fn open(
             what,
             redactor,
         )),
+        Location::ModelScope { repo, revision } => Arc::new(modelscope::ModelScopeSource::new(
+            repo,
+            revision,
+            env,
+            client(options)?,
+            what,
+            redactor,
+        )),
         Location::HuggingFace { repo, revision } => Arc::new(huggingface::HuggingFaceSource::new(
             repo,
             revision,
@@ -186,6 +195,35 @@ pub(crate) fn status_error(
             transient: false,
         },
     }
+}
+
+/// A response's body as a stream, after its status: an error status becomes the error a
+/// user reads, and a full answer to a ranged request is refused rather than misplaced.
+pub(crate) async fn checked_body(
+    response: reqwest::Response,
+    ranged: bool,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<ByteStream, StorageError> {
+    use futures_util::StreamExt;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        return Err(status_error(status, what, &body, redactor));
+    }
+    if ranged && status != reqwest::StatusCode::PARTIAL_CONTENT {
+        return Err(StorageError::Remote {
+            what: what.to_string(),
+            detail: format!("asked for a byte range, got {status}"),
+            transient: false,
+        });
+    }
+    let what = what.to_string();
+    let redactor = redactor.clone();
+    Ok(response
+        .bytes_stream()
+        .map(move |chunk| chunk.map_err(|e| transport_error(e, &what, &redactor)))
+        .boxed())
 }
 
 /// A transport error (connection refused, reset, timeout): always worth a retry.
