@@ -30,10 +30,11 @@ RUN pip download --no-deps --only-binary=:all: --disable-pip-version-check \
 # --- the image ---------------------------------------------------------------------
 FROM debian:bookworm-slim
 ARG ONNXRUNTIME_VERSION
-# ca-certificates for HTTPS (storage initializer, OTLP); libstdc++ and libgcc, which
-# ONNX Runtime needs, are already in the base image.
+# ca-certificates for HTTPS (storage initializer, OTLP), git for the storage initializer's
+# Git repositories; libstdc++ and libgcc, which ONNX Runtime needs, are already in the
+# base image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates git \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 65532 serval \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \

@@ -24,6 +24,11 @@ pub enum Location {
         container: String,
         prefix: String,
     },
+    /// A Git repository: `https://host/org/repo.git`, optionally `@<branch or tag>`.
+    Git {
+        url: String,
+        reference: Option<String>,
+    },
     /// One file over HTTP(S); archives are unpacked.
     Http {
         url: url::Url,
@@ -101,10 +106,19 @@ impl StorageUri {
             }
         } else if text.starts_with("http://") || text.starts_with("https://") {
             let url = url::Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
-            if url.path().ends_with(".git") {
-                return Err(invalid(
-                    "Git repositories are not fetched yet: publish the model to S3, GCS, Azure, HTTP or Hugging Face",
-                ));
+            if let Some((repo, reference)) = git_repository(text) {
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(invalid(
+                        "put Git credentials in GIT_USERNAME and GIT_PASSWORD, not in the URI",
+                    ));
+                }
+                return Ok(Self {
+                    text: text.to_string(),
+                    location: Location::Git {
+                        url: repo,
+                        reference,
+                    },
+                });
             }
             match azure_blob(&url) {
                 Some((account, container, prefix)) => Location::Azure {
@@ -142,6 +156,19 @@ impl fmt::Display for StorageUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&crate::redact::strip_url_secrets(&self.text))
     }
+}
+
+/// `https://host/org/repo.git[@ref]` as (repository URL, ref).
+fn git_repository(text: &str) -> Option<(String, Option<String>)> {
+    if text.contains('?') {
+        return None;
+    }
+    if let Some(at) = text.rfind(".git@") {
+        let reference = &text[at + 5..];
+        return (!reference.is_empty() && !reference.contains('/'))
+            .then(|| (text[..at + 4].to_string(), Some(reference.to_string())));
+    }
+    text.ends_with(".git").then(|| (text.to_string(), None))
 }
 
 /// `org/model[:revision]` of a model hub.
@@ -243,10 +270,20 @@ mod tests {
         assert!(err.contains("unknown scheme"), "{err}");
         let err = parse("hf://just-a-name").unwrap_err().to_string();
         assert!(err.contains("hf://<org>/<model>"), "{err}");
-        let err = parse("https://user:hunter2@example.com/repo.git?token=s3cret")
+        let err = parse("https://user:hunter2@example.com/repo.git")
             .unwrap_err()
             .to_string();
-        assert!(!err.contains("hunter2") && !err.contains("s3cret"), "{err}");
+        assert!(
+            err.contains("GIT_USERNAME") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert_eq!(
+            parse("https://github.com/org/model.git@v1.2").unwrap(),
+            Location::Git {
+                url: "https://github.com/org/model.git".into(),
+                reference: Some("v1.2".into())
+            }
+        );
         assert!(parse("s3://").is_err());
     }
 }

@@ -731,3 +731,93 @@ fn hugging_face_and_modelscope_repositories_arrive_with_their_tokens_unprinted()
     std::fs::remove_dir_all(&work).unwrap();
     std::fs::remove_dir_all(&repos).unwrap();
 }
+
+#[test]
+fn a_git_repository_is_cloned_at_its_head_or_a_tag() {
+    let work = temp_dir("git");
+    let repo = work.join("src");
+    std::fs::create_dir_all(repo.join("tokenizer")).unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(repo.join("config.json"), b"{\"v\": 1}").unwrap();
+    std::fs::write(repo.join("tokenizer/vocab.txt"), noise(200_000, 5)).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "v1"]);
+    git(&repo, &["tag", "v1"]);
+    std::fs::write(repo.join("config.json"), b"{\"v\": 2}").unwrap();
+    git(&repo, &["commit", "-q", "-am", "v2"]);
+    let served = work.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    git(&work, &["clone", "-q", "--bare", "src", "served/model.git"]);
+    git(&served.join("model.git"), &["update-server-info"]);
+    let http = FileServer::start(&served);
+
+    let secret = vec![(
+        "GIT_PASSWORD".to_string(),
+        "git-password-never-shown".to_string(),
+    )];
+    let latest = work.join("latest");
+    let run = storage_init_with(
+        secret.clone(),
+        "git-password-never-shown",
+        &[&http.url("model.git"), latest.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        files_under(&latest),
+        [
+            ".serval-model-complete",
+            "config.json",
+            "tokenizer/vocab.txt"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(latest.join("config.json")).unwrap(),
+        b"{\"v\": 2}"
+    );
+    let tagged = work.join("tagged");
+    let run = storage_init_with(
+        secret.clone(),
+        "git-password-never-shown",
+        &[
+            &format!("{}@v1", http.url("model.git")),
+            tagged.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read(tagged.join("config.json")).unwrap(),
+        b"{\"v\": 1}"
+    );
+
+    let run = storage_init_with(
+        secret,
+        "git-password-never-shown",
+        &[
+            &http.url("missing.git"),
+            work.join("missing").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        last_line(&run.stderr).starts_with(&format!(
+            "serval storage-init: {}: ",
+            http.url("missing.git")
+        )),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+}

@@ -16,6 +16,7 @@ use super::Settings;
 const MODEL_VOLUME: &str = "kserve-provision-location";
 const PVC_VOLUME: &str = "kserve-pvc-source";
 const CACHE_VOLUME: &str = "serval-model-cache";
+const SCRATCH_VOLUME: &str = "storage-initializer-tmp";
 /// Where the init container sees the node model cache.
 const CACHE_MOUNT: &str = "/var/cache/serval/models";
 /// Where a Secret's `gcloud-application-credentials.json` is mounted (KServe's path).
@@ -168,6 +169,11 @@ pub fn model_storage(
     let (env, credential_volumes, credential_mounts) = credentials(secrets);
     storage.volumes.extend(credential_volumes);
     init_mounts.extend(credential_mounts);
+    // The root filesystem is read-only; Git clones into a scratch directory first.
+    storage
+        .volumes
+        .push(json!({"name": SCRATCH_VOLUME, "emptyDir": {}}));
+    init_mounts.push(json!({"name": SCRATCH_VOLUME, "mountPath": "/tmp"}));
     let mut args = vec!["storage-init".to_string()];
     let mut security = json!({
         "allowPrivilegeEscalation": false,

@@ -1,6 +1,7 @@
 //! Where bytes come from: a listing of files, and ranged reads of one file. Each kind of
 //! storage is one module; the fetch engine only sees [`Source`].
 
+mod git;
 mod http;
 mod huggingface;
 mod modelscope;
@@ -105,6 +106,12 @@ pub fn open(
             let (store, prefix) = object::local(path, &what)?;
             Arc::new(object::ObjectSource::new(store, &prefix, what, redactor))
         }
+        Location::Git { url, reference } => Arc::new(git::GitSource::new(
+            url,
+            reference.as_deref(),
+            what,
+            redactor,
+        )),
         Location::Http { url } => Arc::new(http::HttpSource::new(
             url.clone(),
             client(options)?,

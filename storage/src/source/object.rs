@@ -15,7 +15,7 @@ use crate::environment::Environment;
 use crate::error::StorageError;
 use crate::redact::Redactor;
 
-pub(super) struct ObjectSource {
+pub(crate) struct ObjectSource {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     /// Set by `list` when the URI names one object rather than a prefix.
