@@ -33,6 +33,10 @@ pub(crate) struct ControllerArgs {
     /// Evict least-recently-used models from each node's cache past this size (e.g. 200Gi).
     #[arg(long)]
     model_cache_max_size: Option<String>,
+    /// The cluster mounts OCI images as volumes (Kubernetes' ImageVolume feature): serve
+    /// `oci+native://` models from image volumes. Without it they get a clear condition.
+    #[arg(long)]
+    image_volumes: bool,
     /// `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, default_value = "0.0.0.0:8081")]
     health_listen: SocketAddr,
@@ -72,6 +76,7 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                     host_path,
                     max_size: args.model_cache_max_size,
                 }),
+            image_volumes: args.image_volumes,
         },
         namespace: args.namespace,
         health_listen: args.health_listen,

@@ -46,6 +46,8 @@ pub struct Settings {
     pub cluster_suffix: String,
     /// The node model cache, when the chart enables it.
     pub model_cache: Option<storage::ModelCacheSettings>,
+    /// The cluster mounts images as volumes (the ImageVolume feature), for `oci+native://`.
+    pub image_volumes: bool,
 }
 
 impl Settings {

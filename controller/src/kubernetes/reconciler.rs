@@ -33,7 +33,7 @@ use super::revision::{
 use super::server::{self, Health};
 use super::services::revision_service;
 use super::status_patch::merge_patch;
-use super::storage::StorageSecret;
+use super::storage::{storage_problem, StorageSecret};
 use super::webhook::{WebhookError, WebhookOptions};
 use super::write::{api_error, apply_entry_services, create_service, is_status};
 use super::Settings;
@@ -124,16 +124,21 @@ fn templates(isvc: &InferenceService, ctx: &Context) -> Vec<(ComponentKind, Temp
         .iter()
         .filter_map(|kind| {
             let component = component_template(isvc, *kind)?;
-            let template = revision_template(isvc, *kind, &namespaced, &cluster).map(|t| {
-                // What shapes the pods: the spec, and what the runtime added to it.
-                let hash = template_hash(&json!({
-                    "component": component,
-                    "container": t.container,
-                    "pod": t.pod,
-                    "runtime": t.runtime,
-                }));
-                (t, hash)
-            });
+            let template = revision_template(isvc, *kind, &namespaced, &cluster)
+                .and_then(|t| match storage_problem(&t, &ctx.settings) {
+                    Some(problem) => Err(problem),
+                    None => Ok(t),
+                })
+                .map(|t| {
+                    // What shapes the pods: the spec, and what the runtime added to it.
+                    let hash = template_hash(&json!({
+                        "component": component,
+                        "container": t.container,
+                        "pod": t.pod,
+                        "runtime": t.runtime,
+                    }));
+                    (t, hash)
+                });
             Some((*kind, template))
         })
         .collect()

@@ -318,6 +318,11 @@ pub fn revision_deployment(
         .collect();
     let model = model_storage(template, settings, secrets);
     volumes.extend(model.volumes);
+    let mut modelcar = None;
+    if let Some(car) = model.modelcar {
+        init_containers.push(car.init_container);
+        modelcar = Some(car.container);
+    }
     init_containers.extend(model.init_container);
     runtime.volume_mounts.get_or_insert_with(Vec::new).extend(
         model
@@ -381,11 +386,19 @@ pub fn revision_deployment(
     let fields = pod_spec.as_object_mut().expect("pod fields are an object");
     fields.insert(
         "containers".to_string(),
-        json!([
-            serde_json::to_value(&runtime).unwrap_or_default(),
-            queue_proxy
-        ]),
+        Value::Array(
+            [
+                serde_json::to_value(&runtime).unwrap_or_default(),
+                queue_proxy,
+            ]
+            .into_iter()
+            .chain(modelcar.clone())
+            .collect(),
+        ),
     );
+    if modelcar.is_some() {
+        fields.insert("shareProcessNamespace".to_string(), json!(true));
+    }
     if init_containers.is_empty() {
         fields.remove("initContainers");
     } else {

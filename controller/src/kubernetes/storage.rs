@@ -12,6 +12,7 @@ use serval_api::model_cache::{entry_name, MODEL_DIR};
 
 use super::revision::{RevisionTemplate, MODEL_MOUNT};
 use super::Settings;
+use crate::rollout::TemplateProblem;
 
 const MODEL_VOLUME: &str = "kserve-provision-location";
 const PVC_VOLUME: &str = "kserve-pvc-source";
@@ -77,6 +78,67 @@ pub struct ModelStorage {
     pub volumes: Vec<Value>,
     /// Mounts of the serving container.
     pub runtime_mounts: Vec<Value>,
+    /// A modelcar (`oci://`): its image runs beside the runtime, which reads the model
+    /// through the shared process namespace; an init container pulls the image first.
+    pub modelcar: Option<Modelcar>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Modelcar {
+    pub init_container: Value,
+    pub container: Value,
+}
+
+/// Why a component's storage cannot be built on this cluster, if it cannot.
+pub fn storage_problem(
+    template: &RevisionTemplate,
+    settings: &Settings,
+) -> Option<TemplateProblem> {
+    let native = locations(template)
+        .into_iter()
+        .any(|(uri, _)| uri.starts_with("oci+native://"));
+    (native && !settings.image_volumes).then(|| TemplateProblem {
+        reason: "ImageVolumeUnsupported".to_string(),
+        message: "storageUri oci+native:// mounts the model image as a Kubernetes image volume \
+                  (the ImageVolume feature, Kubernetes 1.33+), which this installation does not \
+                  enable: set the chart's imageVolumes: true on a cluster that has it, or use \
+                  oci:// (a modelcar) or oci+fetch:// (unpacked by the storage initializer)"
+            .to_string(),
+    })
+}
+
+/// The modelcar of `image`: KServe's shape, so modelcar images built for KServe work.
+fn modelcar(image: &str, mount: &str) -> Modelcar {
+    let resources = json!({
+        "requests": {"cpu": "10m", "memory": "16Mi"},
+        "limits": {"cpu": "100m", "memory": "64Mi"}
+    });
+    Modelcar {
+        init_container: json!({
+            "name": "modelcar-init",
+            "image": image,
+            // Pulls the image before the runtime starts; does nothing else.
+            "command": ["sh", "-c", "true"],
+            "resources": resources,
+            "terminationMessagePolicy": "FallbackToLogsOnError"
+        }),
+        container: json!({
+            "name": "modelcar",
+            "image": image,
+            // `$$$$` is the shell's `$$` once Kubernetes has expanded `$$` to `$`.
+            "command": ["sh", "-c", format!("ln -sf /proc/$$$$/root/models {mount} && sleep infinity")],
+            "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": parent(mount)}],
+            "resources": resources,
+            "terminationMessagePolicy": "FallbackToLogsOnError"
+        }),
+    }
+}
+
+fn parent(mount: &str) -> String {
+    match mount.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/".to_string(),
+        Some((parent, _)) => parent.to_string(),
+    }
 }
 
 /// Every (URI, mount path) the component's model names: `storageUri` at `/mnt/models`,
@@ -128,7 +190,26 @@ pub fn model_storage(
         } else {
             format!("{MODEL_VOLUME}-{index}")
         };
-        if let Some((claim, path)) = pvc(&uri) {
+        if let Some(image) = uri.strip_prefix("oci://") {
+            if index == 0 {
+                storage.modelcar = Some(modelcar(image, &mount));
+                storage
+                    .volumes
+                    .push(json!({"name": MODEL_VOLUME, "emptyDir": {}}));
+                storage
+                    .runtime_mounts
+                    .push(json!({"name": MODEL_VOLUME, "mountPath": parent(&mount)}));
+            }
+        } else if let Some(image) = uri.strip_prefix("oci+native://") {
+            let name = format!("kserve-model-image-{index}");
+            storage.volumes.push(json!({
+                "name": name,
+                "image": {"reference": image, "pullPolicy": "IfNotPresent"}
+            }));
+            storage.runtime_mounts.push(json!({
+                "name": name, "mountPath": mount, "subPath": "models", "readOnly": true
+            }));
+        } else if let Some((claim, path)) = pvc(&uri) {
             // A claim is mounted where the model is read, as KServe does by default.
             let name = format!("{PVC_VOLUME}-{index}");
             storage.volumes.push(json!({

@@ -8,7 +8,7 @@ use serval_api::{ClusterServingRuntime, InferenceService};
 
 use super::health::revision_health;
 use super::revision::{revision_deployment, revision_template};
-use super::storage::{ModelCacheSettings, StorageSecret};
+use super::storage::{storage_problem, ModelCacheSettings, StorageSecret};
 use super::Settings;
 use crate::rollout::RevisionHealth;
 
@@ -50,6 +50,7 @@ fn settings() -> Settings {
             host_path: "/var/cache/serval/models".to_string(),
             max_size: Some("100Gi".to_string()),
         }),
+        image_volumes: false,
     }
 }
 
@@ -233,6 +234,58 @@ fn storage_uris_pvc_and_the_node_model_cache_shape_the_pod() {
         pod["volumes"][0]["hostPath"]["path"],
         "/var/cache/serval/models"
     );
+}
+
+#[test]
+fn oci_models_run_as_modelcars_image_volumes_or_a_clear_problem() {
+    let car = SKLEARN.replace("s3://bucket/iris", "oci://registry.example/models/iris:1");
+    let pod = pod_spec(&car, &[]);
+    assert_eq!(pod["shareProcessNamespace"], true);
+    assert_eq!(pod["initContainers"][0]["name"], "modelcar-init");
+    assert_eq!(
+        pod["initContainers"][0]["image"],
+        "registry.example/models/iris:1"
+    );
+    assert_eq!(
+        pod["initContainers"].as_array().unwrap().len(),
+        1,
+        "no storage initializer"
+    );
+    let modelcar = &pod["containers"][2];
+    assert_eq!(modelcar["name"], "modelcar");
+    assert_eq!(
+        modelcar["command"][2],
+        "ln -sf /proc/$$$$/root/models /mnt/models && sleep infinity"
+    );
+    assert_eq!(modelcar["volumeMounts"][0]["mountPath"], "/mnt");
+    assert_eq!(pod["containers"][0]["volumeMounts"][0]["mountPath"], "/mnt");
+
+    let native = isvc(&SKLEARN.replace(
+        "s3://bucket/iris",
+        "oci+native://registry.example/models/iris:1",
+    ));
+    let template = revision_template(&native, ComponentKind::Predictor, &[], &runtimes()).unwrap();
+    let problem = storage_problem(&template, &settings()).unwrap();
+    assert_eq!(problem.reason, "ImageVolumeUnsupported");
+    let with_volumes = Settings {
+        image_volumes: true,
+        ..settings()
+    };
+    assert!(storage_problem(&template, &with_volumes).is_none());
+    let deployment = revision_deployment(
+        &native,
+        &template,
+        "iris-predictor-1",
+        "abc",
+        &with_volumes,
+        &[],
+    );
+    let pod = &serde_json::to_value(&deployment).unwrap()["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["image"]["reference"],
+        "registry.example/models/iris:1"
+    );
+    assert_eq!(pod["containers"][0]["volumeMounts"][0]["subPath"], "models");
 }
 
 #[test]
