@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use serval_storage::{
-    fetch, source, Environment, FetchOptions, FetchReport, ModelCache, ProgressStyle, StorageUri,
+    fetch_uri, source, Environment, FetchOptions, FetchReport, ModelCache, ProgressStyle,
+    StorageUri,
 };
 
 #[derive(clap::Args, Debug)]
@@ -64,8 +65,7 @@ pub(crate) async fn run(args: StorageInitArgs) -> anyhow::Result<()> {
             let cache = ModelCache::new(dir, args.cache_max_size);
             for text in &args.args {
                 let uri = StorageUri::parse(text, &args.pvc_root)?;
-                let source = source::open(&uri, &env, &source_options)?;
-                let fill = cache.fill(&uri, source, &options).await?;
+                let fill = cache.fill(&uri, &env, &source_options, &options).await?;
                 eprintln!("{}", summary(&uri, &fill.model_dir, &fill.report));
                 for entry in fill.evicted {
                     eprintln!("serval storage-init: evicted {entry} from the model cache");
@@ -83,8 +83,7 @@ pub(crate) async fn run(args: StorageInitArgs) -> anyhow::Result<()> {
             for pair in args.args.chunks(2) {
                 let uri = StorageUri::parse(&pair[0], &args.pvc_root)?;
                 let dest = PathBuf::from(&pair[1]);
-                let source = source::open(&uri, &env, &source_options)?;
-                let report = fetch(source, &uri.to_string(), &dest, &options).await?;
+                let report = fetch_uri(&uri, &env, &source_options, &dest, &options).await?;
                 eprintln!("{}", summary(&uri, &dest, &report));
             }
         }

@@ -185,6 +185,76 @@ pub(crate) fn check(archive: &Path, kind: ArchiveKind) -> Result<(), StorageErro
     Ok(())
 }
 
+/// Unpacks the entries of an image layer (a tar, gzipped or not) that lie under `subtree`
+/// (`models/`, where modelcar images keep the model) into `dest`, without the prefix.
+/// Whiteouts and entries elsewhere in the image are skipped; links inside the subtree are
+/// refused, as in any archive.
+pub(crate) fn unpack_layer(
+    layer: &Path,
+    subtree: &str,
+    dest: &Path,
+) -> Result<usize, StorageError> {
+    let name = layer
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut file = File::open(layer).map_err(|e| StorageError::io(layer, e))?;
+    let mut magic = [0u8; 2];
+    let gzipped = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let file = File::open(layer).map_err(|e| StorageError::io(layer, e))?;
+    let reader: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let bad = |detail: String| StorageError::Archive {
+        archive: name.clone(),
+        detail,
+    };
+    let mut tar = tar::Archive::new(reader);
+    let mut written = 0;
+    for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let raw = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let trimmed = raw.trim_start_matches("./").trim_start_matches('/');
+        let Some(inside) = trimmed.strip_prefix(subtree) else {
+            continue;
+        };
+        let kind = entry.header().entry_type();
+        if inside.trim_matches('/').is_empty()
+            || inside
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with(".wh."))
+        {
+            continue;
+        }
+        if kind.is_dir() {
+            std::fs::create_dir_all(dest.join(checked(inside, &name)?))
+                .map_err(|e| StorageError::io(dest, e))?;
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(StorageError::UnsafeEntry {
+                archive: name.clone(),
+                entry: raw,
+            });
+        }
+        let target = dest.join(checked(inside, &name)?);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StorageError::io(parent, e))?;
+        }
+        let mut out = File::create(&target).map_err(|e| StorageError::io(&target, e))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| StorageError::io(&target, e))?;
+        written += 1;
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,14 +4,15 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use serval_api::model_cache::{entry_name, MODEL_DIR};
 
+use crate::environment::Environment;
 use crate::error::StorageError;
-use crate::fetch::{fetch, FetchOptions, FetchReport};
-use crate::source::Source;
+use crate::fetch::{FetchOptions, FetchReport};
+use crate::image::fetch_uri;
+use crate::source::SourceOptions;
 use crate::uri::StorageUri;
 
 const LOCK: &str = ".lock";
@@ -52,7 +53,8 @@ impl ModelCache {
     pub async fn fill(
         &self,
         uri: &StorageUri,
-        source: Arc<dyn Source>,
+        env: &Environment,
+        source_options: &SourceOptions,
         options: &FetchOptions,
     ) -> Result<CacheFill, StorageError> {
         let entry = self.root.join(entry_name(&uri.text));
@@ -74,7 +76,7 @@ impl ModelCache {
         .map_err(|e| StorageError::io(&entry, std::io::Error::other(e)))??;
 
         let model_dir = entry.join(MODEL_DIR);
-        let report = fetch(source, &uri.to_string(), &model_dir, options).await;
+        let report = fetch_uri(uri, env, source_options, &model_dir, options).await;
         let touched = std::fs::write(entry.join(LAST_USED), b"");
         drop(lock);
         let report = report?;

@@ -64,10 +64,10 @@ pub struct FetchReport {
 }
 
 #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Marker {
-    files: Vec<RemoteFile>,
-    /// The one file was an archive, unpacked and removed.
-    unpacked: bool,
+pub(crate) struct Marker {
+    pub(crate) files: Vec<RemoteFile>,
+    /// The files were archives (or image layers), unpacked and removed.
+    pub(crate) unpacked: bool,
 }
 
 /// Fetches everything `source` lists into `dest`; `label` names it in progress lines.
@@ -437,12 +437,12 @@ async fn all_present(dest: &Path, files: &[RemoteFile]) -> bool {
     true
 }
 
-async fn read_marker(dest: &Path) -> Option<Marker> {
+pub(crate) async fn read_marker(dest: &Path) -> Option<Marker> {
     let bytes = tokio::fs::read(dest.join(MARKER)).await.ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
-async fn write_marker(dest: &Path, marker: &Marker) -> Result<(), StorageError> {
+pub(crate) async fn write_marker(dest: &Path, marker: &Marker) -> Result<(), StorageError> {
     let path = dest.join(MARKER);
     let temp = dest.join(format!("{MARKER}{PARTIAL}"));
     let bytes = serde_json::to_vec_pretty(marker).unwrap_or_default();
@@ -463,7 +463,7 @@ async fn read_journal(dest: &Path) -> Vec<RemoteFile> {
         .collect()
 }
 
-async fn remove_if_present(path: &Path) -> Result<(), StorageError> {
+pub(crate) async fn remove_if_present(path: &Path) -> Result<(), StorageError> {
     match tokio::fs::remove_file(path).await {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::io(path, e)),
         _ => Ok(()),

@@ -24,6 +24,10 @@ pub enum Location {
         container: String,
         prefix: String,
     },
+    /// `oci+fetch://`: an OCI image whose `models/` tree is unpacked.
+    Image {
+        reference: String,
+    },
     /// A Git repository: `https://host/org/repo.git`, optionally `@<branch or tag>`.
     Git {
         url: String,
@@ -58,10 +62,15 @@ pub struct StorageUri {
 }
 
 /// Schemes KServe documents that Serval does not fetch yet, with what to use instead.
-const NOT_YET: [(&str, &str); 5] = [
-    ("oci://", "OCI model images (modelcars)"),
-    ("oci+fetch://", "OCI model images"),
-    ("oci+native://", "OCI image volumes"),
+const NOT_YET: [(&str, &str); 4] = [
+    (
+        "oci://",
+        "modelcar images (the controller runs them beside the runtime)",
+    ),
+    (
+        "oci+native://",
+        "OCI image volumes (the controller mounts them)",
+    ),
     ("hdfs://", "HDFS"),
     ("webhdfs://", "WebHDFS"),
 ];
@@ -96,6 +105,15 @@ impl StorageUri {
             let (repo, revision) = hub_repo(rest, "master")
                 .ok_or_else(|| invalid("expected modelscope://<org>/<model>[:<revision>]"))?;
             Location::ModelScope { repo, revision }
+        } else if let Some(rest) = text.strip_prefix("oci+fetch://") {
+            if rest.is_empty() {
+                return Err(invalid(
+                    "expected oci+fetch://<registry>/<repository>[:<tag>]",
+                ));
+            }
+            Location::Image {
+                reference: rest.to_string(),
+            }
         } else if let Some(rest) = text.strip_prefix("pvc://") {
             let (claim, path) = rest.split_once('/').unwrap_or((rest, ""));
             if claim.is_empty() {
@@ -138,7 +156,7 @@ impl StorageUri {
             }
         } else if let Some((scheme, what)) = NOT_YET.iter().find(|(s, _)| text.starts_with(s)) {
             return Err(invalid(&format!(
-                "{what} ({scheme}) are not fetched by serval storage-init yet"
+                "{what} ({scheme}) are not fetched by serval storage-init"
             )));
         } else {
             return Err(invalid(
@@ -259,13 +277,8 @@ mod tests {
 
     #[test]
     fn unsupported_and_malformed_uris_say_why_without_secrets() {
-        let err = parse("oci+fetch://registry/model:1")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("not fetched by serval storage-init yet"),
-            "{err}"
-        );
+        let err = parse("oci://registry/model:1").unwrap_err().to_string();
+        assert!(err.contains("not fetched by serval storage-init"), "{err}");
         let err = parse("ftp://host/model").unwrap_err().to_string();
         assert!(err.contains("unknown scheme"), "{err}");
         let err = parse("hf://just-a-name").unwrap_err().to_string();

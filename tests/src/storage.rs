@@ -275,3 +275,35 @@ impl Drop for ModelHub {
         let _ = self.child.wait();
     }
 }
+
+/// `tests/python/oci_registry.py`: an OCI registry's pull API with token authentication,
+/// serving `root/<repo>/<tag>/<arch>/` trees as multi-platform images.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+}
+
+impl Registry {
+    pub fn start(root: &Path, user: &str, password: &str) -> Self {
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .arg(repo_root().join("tests/python/oci_registry.py"))
+            .arg(root)
+            .args([&port.to_string(), user, password])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/python/oci_registry.py");
+        wait_listening(port, &mut child, "oci_registry.py");
+        Self { child, port }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serval_tests::serval_bin;
-use serval_tests::storage::{noise, same_contents, FileServer, ModelHub, S3Server};
+use serval_tests::storage::{noise, same_contents, FileServer, ModelHub, Registry, S3Server};
 
 /// Runs without credentials pass this as the secret that must not be printed.
 const NO_SECRET: &str = "no-credentials-in-this-run";
@@ -820,4 +820,76 @@ fn a_git_repository_is_cloned_at_its_head_or_a_tag() {
         run.stderr
     );
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[test]
+fn an_oci_image_is_pulled_with_a_registry_token_and_its_models_tree_unpacked() {
+    let root = temp_dir("registry");
+    let this_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    for arch in ["amd64", "arm64"] {
+        let models = root.join("org/iris/v1").join(arch).join("models");
+        std::fs::create_dir_all(models.join("tokenizer")).unwrap();
+        std::fs::write(
+            models.join("model.json"),
+            format!("{{\"arch\": \"{arch}\"}}"),
+        )
+        .unwrap();
+        std::fs::write(models.join("tokenizer/vocab.bin"), noise(3_000_000, 11)).unwrap();
+    }
+    let password = "registry-password-never-printed";
+    let registry = Registry::start(&root, "puller", password);
+    let credentials = vec![
+        ("OCI_USERNAME".to_string(), "puller".to_string()),
+        ("OCI_PASSWORD".to_string(), password.to_string()),
+    ];
+    let uri = format!("oci+fetch://127.0.0.1:{}/org/iris:v1", registry.port);
+    let dest = temp_dir("registry-dest");
+    let run = storage_init_with(
+        credentials.clone(),
+        password,
+        &["--chunk-size", "1Mi", &uri, dest.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        files_under(&dest),
+        [
+            ".serval-model-complete",
+            "model.json",
+            "tokenizer/vocab.bin"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("model.json")).unwrap(),
+        format!("{{\"arch\": \"{this_arch}\"}}"),
+        "this machine's platform from the index"
+    );
+    let again = storage_init_with(credentials, password, &[&uri, dest.to_str().unwrap()]);
+    assert!(
+        last_line(&again.stderr).contains("already complete"),
+        "{}",
+        again.stderr
+    );
+
+    let wrong = vec![
+        ("OCI_USERNAME".to_string(), "puller".to_string()),
+        ("OCI_PASSWORD".to_string(), "not-the-password".to_string()),
+    ];
+    let run = storage_init_with(
+        wrong,
+        password,
+        &[&uri, temp_dir("registry-denied").to_str().unwrap()],
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        last_line(&run.stderr).contains("access denied"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("not-the-password"));
+    std::fs::remove_dir_all(&dest).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
 }

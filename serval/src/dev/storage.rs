@@ -11,7 +11,8 @@ use serval_storage::{source, Environment, FetchOptions, ModelCache, ProgressStyl
 
 use super::manifests::Loaded;
 
-const REMOTE: [&str; 7] = [
+const REMOTE: [&str; 8] = [
+    "oci+fetch://",
     "s3://",
     "gs://",
     "az://",
@@ -58,9 +59,10 @@ pub(crate) async fn fetch_remote_models(loaded: &mut Loaded, cache: &ModelCache)
             }
             let fetched = async {
                 let parsed = StorageUri::parse(uri, std::path::Path::new("/mnt/pvc"))?;
-                let source = source::open(&parsed, &env, &source::SourceOptions::default())?;
                 eprintln!("serval dev: {name}: fetching {parsed} into the model cache");
-                cache.fill(&parsed, source, &options).await
+                cache
+                    .fill(&parsed, &env, &source::SourceOptions::default(), &options)
+                    .await
             }
             .await;
             match fetched {

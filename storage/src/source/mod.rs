@@ -6,6 +6,7 @@ mod http;
 mod huggingface;
 mod modelscope;
 mod object;
+pub(crate) mod oci;
 
 use std::ops::Range;
 use std::path::Path;
@@ -106,6 +107,16 @@ pub fn open(
             let (store, prefix) = object::local(path, &what)?;
             Arc::new(object::ObjectSource::new(store, &prefix, what, redactor))
         }
+        Location::Image { reference } => Arc::new(oci::OciSource::new(
+            oci::ImageReference::parse(reference).ok_or_else(|| StorageError::InvalidUri {
+                uri: what.clone(),
+                reason: "expected oci+fetch://<registry>/<repository>[:<tag>|@<digest>]".into(),
+            })?,
+            env,
+            client(options)?,
+            what,
+            redactor,
+        )),
         Location::Git { url, reference } => Arc::new(git::GitSource::new(
             url,
             reference.as_deref(),

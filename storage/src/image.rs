@@ -1,0 +1,92 @@
+//! Fetching any storage URI: most through the fetch engine straight into the destination;
+//! an OCI image (`oci+fetch://`) through the engine into a scratch directory of layers,
+//! whose `models/` trees are then unpacked in order.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::archive;
+use crate::environment::Environment;
+use crate::error::StorageError;
+use crate::fetch::{
+    fetch, read_marker, remove_if_present, write_marker, FetchOptions, FetchReport, Marker, MARKER,
+};
+use crate::source::{self, Source, SourceOptions};
+use crate::uri::{Location, StorageUri};
+
+/// Where modelcar images keep the model, and so where `oci+fetch://` takes it from.
+const IMAGE_MODEL_DIR: &str = "models/";
+const LAYERS: &str = ".serval-image-layers";
+
+/// Fetches `uri` into `dest`, whatever its kind.
+pub async fn fetch_uri(
+    uri: &StorageUri,
+    env: &Environment,
+    source_options: &SourceOptions,
+    dest: &Path,
+    options: &FetchOptions,
+) -> Result<FetchReport, StorageError> {
+    let source = source::open(uri, env, source_options)?;
+    match uri.location {
+        Location::Image { .. } => fetch_image(source, &uri.to_string(), dest, options).await,
+        _ => fetch(source, &uri.to_string(), dest, options).await,
+    }
+}
+
+async fn fetch_image(
+    source: Arc<dyn Source>,
+    label: &str,
+    dest: &Path,
+    options: &FetchOptions,
+) -> Result<FetchReport, StorageError> {
+    let started = Instant::now();
+    let layers = source.list().await?;
+    let bytes = layers.iter().filter_map(|l| l.size).sum();
+    if let Some(marker) = read_marker(dest).await {
+        if marker.unpacked && marker.files == layers {
+            return Ok(FetchReport {
+                files: layers.len(),
+                fetched_files: 0,
+                bytes,
+                downloaded: 0,
+                already_complete: true,
+                elapsed: started.elapsed(),
+            });
+        }
+    }
+    remove_if_present(&dest.join(MARKER)).await?;
+    let scratch = dest.join(LAYERS);
+    let mut report = fetch(source, label, &scratch, options).await?;
+    let into = dest.to_path_buf();
+    let from = scratch.clone();
+    let count = layers.len();
+    let unpacked = tokio::task::spawn_blocking(move || -> Result<usize, StorageError> {
+        let mut files = 0;
+        for i in 0..count {
+            files +=
+                archive::unpack_layer(&from.join(format!("layer-{i:03}")), IMAGE_MODEL_DIR, &into)?;
+        }
+        Ok(files)
+    })
+    .await
+    .map_err(|e| StorageError::io(dest, std::io::Error::other(e)))??;
+    tokio::fs::remove_dir_all(&scratch)
+        .await
+        .map_err(|e| StorageError::io(&scratch, e))?;
+    if unpacked == 0 {
+        return Err(StorageError::Empty {
+            what: format!("{label} (no files under /{IMAGE_MODEL_DIR} in the image)"),
+        });
+    }
+    write_marker(
+        dest,
+        &Marker {
+            files: layers,
+            unpacked: true,
+        },
+    )
+    .await?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
