@@ -25,6 +25,8 @@ pub mod crd;
 #[cfg(feature = "kubernetes")]
 pub mod inference_service;
 #[cfg(feature = "kubernetes")]
+pub mod local_model_cache;
+#[cfg(feature = "kubernetes")]
 pub mod manifest;
 #[cfg(feature = "kubernetes")]
 pub mod predictor;
@@ -49,6 +51,8 @@ pub use stat::Stat;
 
 #[cfg(feature = "kubernetes")]
 pub use inference_service::{InferenceService, InferenceServiceSpec};
+#[cfg(feature = "kubernetes")]
+pub use local_model_cache::LocalModelCache;
 #[cfg(feature = "kubernetes")]
 pub use serving_runtime::{ClusterServingRuntime, ServingRuntime, ServingRuntimeSpec};
 

@@ -11,6 +11,17 @@ pub fn entry_name(uri: &str) -> String {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     let without_query = uri.split(['?', '#']).next().unwrap_or(uri);
+    // User info (`https://user:password@host/...`) never reaches a name.
+    let without_query = match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}/{path}")
+        }
+        None => without_query.to_string(),
+    };
     let tail: String = without_query
         .rsplit(['/', ':'])
         .filter(|s| !s.is_empty())
@@ -56,6 +67,8 @@ mod tests {
             entry_name("hf://org/Model:main"),
             entry_name("hf://org/Model:main")
         );
+        let with_password = entry_name("https://user:hunter2@host/m.bin");
+        assert!(!with_password.contains("hunter2"), "{with_password}");
         let signed = entry_name("https://host/m.bin?X-Amz-Signature=secret");
         assert!(
             !signed.contains("secret") && !signed.contains("signature"),

@@ -30,6 +30,10 @@ pub(crate) struct ControllerArgs {
     /// node and mount it read-only. Off when unset.
     #[arg(long)]
     model_cache_host_path: Option<String>,
+    /// Keep the model cache on this PersistentVolumeClaim (in each model's namespace)
+    /// instead of the node's disk.
+    #[arg(long)]
+    model_cache_claim: Option<String>,
     /// Evict least-recently-used models from each node's cache past this size (e.g. 200Gi).
     #[arg(long)]
     model_cache_max_size: Option<String>,
@@ -74,6 +78,7 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 .model_cache_host_path
                 .map(|host_path| ModelCacheSettings {
                     host_path,
+                    claim: args.model_cache_claim,
                     max_size: args.model_cache_max_size,
                 }),
             image_volumes: args.image_volumes,

@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the CustomResourceDefinitions (InferenceService, ServingRuntime,
-    /// ClusterServingRuntime) as YAML, ready for `kubectl apply -f -`.
+    /// ClusterServingRuntime, LocalModelCache) as YAML, ready for `kubectl apply -f -`.
     Crd,
     /// Check InferenceService and ServingRuntime manifests offline, with the same rules the
     /// admission webhook uses. Exits non-zero when any document is invalid.

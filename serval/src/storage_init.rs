@@ -63,14 +63,17 @@ pub(crate) async fn run(args: StorageInitArgs) -> anyhow::Result<()> {
     match &args.cache_dir {
         Some(dir) => {
             let cache = ModelCache::new(dir, args.cache_max_size);
+            let mut filled = Vec::new();
             for text in &args.args {
                 let uri = StorageUri::parse(text, &args.pvc_root)?;
                 let fill = cache.fill(&uri, &env, &source_options, &options).await?;
                 eprintln!("{}", summary(&uri, &fill.model_dir, &fill.report));
-                for entry in fill.evicted {
-                    eprintln!("serval storage-init: evicted {entry} from the model cache");
-                }
                 println!("{}", fill.model_dir.display());
+                filled.push(fill.model_dir);
+            }
+            // After every fill, so no model this pod needs is evicted for another.
+            for entry in cache.evict(&filled).await {
+                eprintln!("serval storage-init: evicted {entry} from the model cache");
             }
         }
         None => {

@@ -64,6 +64,12 @@ fn unpack_tar(reader: impl Read, name: &str, dest: &Path) -> Result<Vec<PathBuf>
             .to_string_lossy()
             .into_owned();
         let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            continue; // pax metadata (`git archive` writes one), not a file
+        }
         if kind.is_dir() {
             if raw
                 .trim_start_matches("./")
@@ -166,6 +172,12 @@ pub(crate) fn check(archive: &Path, kind: ArchiveKind) -> Result<(), StorageErro
             .to_string_lossy()
             .into_owned();
         let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            continue; // pax metadata (`git archive` writes one), not a file
+        }
         if kind.is_dir()
             && raw
                 .trim_start_matches("./")
@@ -225,6 +237,12 @@ pub(crate) fn unpack_layer(
             continue;
         };
         let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            continue; // pax metadata (`git archive` writes one), not a file
+        }
         if inside.trim_matches('/').is_empty()
             || inside
                 .rsplit('/')

@@ -30,8 +30,6 @@ pub struct ModelCache {
 pub struct CacheFill {
     pub model_dir: PathBuf,
     pub report: FetchReport,
-    /// Entries removed to stay under the budget.
-    pub evicted: Vec<String>,
 }
 
 impl ModelCache {
@@ -81,27 +79,30 @@ impl ModelCache {
         drop(lock);
         let report = report?;
         touched.map_err(|e| StorageError::io(entry.join(LAST_USED), e))?;
-        let evicted = match self.max_bytes {
-            Some(max) => {
-                let root = self.root.clone();
-                let keep = entry.clone();
-                tokio::task::spawn_blocking(move || evict(&root, max, &keep))
-                    .await
-                    .map_err(|e| StorageError::io(&entry, std::io::Error::other(e)))?
-            }
-            None => Vec::new(),
+        Ok(CacheFill { model_dir, report })
+    }
+
+    /// Removes least-recently-used entries until the cache fits its budget, never one of
+    /// `keep` (the models of the pod being started) nor one being filled. Returns the
+    /// entries removed.
+    pub async fn evict(&self, keep: &[PathBuf]) -> Vec<String> {
+        let Some(max) = self.max_bytes else {
+            return Vec::new();
         };
-        Ok(CacheFill {
-            model_dir,
-            report,
-            evicted,
-        })
+        let root = self.root.clone();
+        let keep: Vec<PathBuf> = keep
+            .iter()
+            .filter_map(|dir| dir.parent().map(Path::to_path_buf))
+            .collect();
+        tokio::task::spawn_blocking(move || evict(&root, max, &keep))
+            .await
+            .unwrap_or_default()
     }
 }
 
-/// Removes least-recently-used entries (never `keep`, never one being filled) until the
-/// cache holds at most `max` bytes.
-fn evict(root: &Path, max: u64, keep: &Path) -> Vec<String> {
+/// Removes least-recently-used entries (never one of `keep`, never one being filled)
+/// until the cache holds at most `max` bytes.
+fn evict(root: &Path, max: u64, keep: &[PathBuf]) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(root) else {
         return Vec::new();
     };
@@ -123,7 +124,7 @@ fn evict(root: &Path, max: u64, keep: &Path) -> Vec<String> {
         if total <= max {
             break;
         }
-        if path == keep {
+        if keep.contains(&path) {
             continue;
         }
         let Ok(lock) = File::options().write(true).open(path.join(LOCK)) else {

@@ -28,7 +28,7 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("archive {archive}: entry {entry:?} would be written outside the destination; refusing to unpack")]
+    #[error("{archive}: entry {entry:?} is a link or would be written outside the destination; refusing to unpack")]
     UnsafeEntry { archive: String, entry: String },
     #[error("archive {archive}: {detail}")]
     Archive { archive: String, detail: String },

@@ -27,6 +27,10 @@ use crate::source::{safe_relative, RemoteFile, Source};
 pub(crate) const MARKER: &str = ".serval-model-complete";
 const JOURNAL: &str = ".serval-model-progress";
 const PARTIAL: &str = ".serval-partial";
+/// Bytes gathered before each write to disk, per read in flight.
+const WRITE_BUFFER: usize = 1 << 20;
+/// How long a read may go without a byte before it counts as a lost connection.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct FetchOptions {
@@ -353,13 +357,41 @@ async fn read_once(
         return Ok(());
     }
     let mut stream = source.read(file, request).await?;
-    while let Some(bytes) = stream.next().await {
-        let bytes = bytes?;
-        out.write_all(&bytes).await.map_err(io)?;
-        *written += bytes.len() as u64;
-        counter.add(bytes.len() as u64);
+    // Servers send small frames; one write per megabyte keeps the blocking pool out of
+    // the way. What the buffer accepted is flushed even when the stream fails, so
+    // `written` is always what is on disk and a retry resumes at the right byte.
+    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, out);
+    let streamed = async {
+        loop {
+            // A server that stops sending but keeps the connection is a lost connection.
+            let next = tokio::time::timeout(IDLE_TIMEOUT, stream.next())
+                .await
+                .map_err(|_| StorageError::Remote {
+                    what: file.path.clone(),
+                    detail: format!("no data for {} s", IDLE_TIMEOUT.as_secs()),
+                    transient: true,
+                })?;
+            let Some(bytes) = next else { break };
+            let bytes = bytes?;
+            if expected.is_some_and(|e| *written + bytes.len() as u64 > e) {
+                return Err(StorageError::Remote {
+                    what: file.path.clone(),
+                    detail: format!(
+                        "the server sent more than the {} bytes asked for",
+                        expected.unwrap_or(0)
+                    ),
+                    transient: false,
+                });
+            }
+            out.write_all(&bytes).await.map_err(io)?;
+            *written += bytes.len() as u64;
+            counter.add(bytes.len() as u64);
+        }
+        Ok::<(), StorageError>(())
     }
+    .await;
     out.flush().await.map_err(io)?;
+    streamed?;
     match expected {
         Some(expected) if *written != expected => Err(StorageError::Remote {
             what: file.path.clone(),

@@ -3,7 +3,7 @@
 use serval_tests::{helm_bin, repo_root, run_serval};
 
 #[test]
-fn crd_prints_the_three_crds_as_yaml() {
+fn crd_prints_the_crds_as_yaml() {
     let (code, stdout, _) = run_serval(["crd"]);
     assert_eq!(code, 0);
     let names: Vec<String> = serde_yaml::Deserializer::from_str(&stdout)
@@ -16,7 +16,8 @@ fn crd_prints_the_three_crds_as_yaml() {
         [
             "inferenceservices.serving.kserve.io",
             "servingruntimes.serving.kserve.io",
-            "clusterservingruntimes.serving.kserve.io"
+            "clusterservingruntimes.serving.kserve.io",
+            "localmodelcaches.serving.kserve.io"
         ]
     );
 }

@@ -96,6 +96,7 @@ fn start_controller_with(
         "--image=registry.example/serval:test".to_string(),
         "--leader-election".to_string(),
         format!("--identity={identity}"),
+        "--model-cache-host-path=/var/cache/serval/models".to_string(),
     ];
     args.extend(extra.iter().cloned());
     let role = api.serval_with(&kubeconfig, args);
@@ -411,7 +412,7 @@ secrets:
     let var = |name: &str| init_env.iter().find(|e| e["name"] == name).cloned();
     assert_eq!(
         var("AWS_SECRET_ACCESS_KEY").unwrap()["valueFrom"]["secretKeyRef"],
-        json!({"name": "s3creds", "key": "AWS_SECRET_ACCESS_KEY", "optional": true})
+        json!({"name": "s3creds", "key": "AWS_SECRET_ACCESS_KEY"})
     );
     assert_eq!(
         var("AWS_ENDPOINT_URL").unwrap()["value"],
@@ -551,6 +552,39 @@ secrets:
             && condition(&current, "Ready") == "True")
             .then_some(())
     });
+
+    // KServe's LocalModelCache naming a model: its pods fetch into, and mount from, the
+    // node model cache.
+    file(&format!(
+        "apiVersion: serving.kserve.io/v1alpha1\nkind: LocalModelCache\nmetadata:\n  name: llm\nspec:\n  sourceModelUri: gs://models/llm\n  modelSize: 10Gi\n  nodeGroups: [gpu]\n---\n{}",
+        manifest("gs://models/llm/v3", None, false).replace("name: iris", "name: llm")
+    ));
+    let cached = wait_for(
+        "the cached model's revision",
+        Duration::from_secs(30),
+        || deployment(&api, "llm-predictor-1"),
+    );
+    let pod = &cached["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["initContainers"][0]["args"],
+        json!([
+            "storage-init",
+            "--cache-dir=/var/cache/serval/models",
+            "gs://models/llm/v3"
+        ])
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["hostPath"]["path"] == "/var/cache/serval/models"),
+        "{pod:#}"
+    );
+    assert_eq!(
+        container(&cached, "kserve-container")["volumeMounts"][0]["readOnly"],
+        true
+    );
 
     // A model no runtime serves: never Ready, and the condition says why.
     let pmml = manifest("gs://models/other", None, false)

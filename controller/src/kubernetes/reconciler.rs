@@ -19,9 +19,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use serval_api::annotations::serval;
 use serval_api::inference_service::ComponentKind;
+use serval_api::local_model_cache::covers;
 use serval_api::revision::REVISION_LABEL;
-use serval_api::{ClusterServingRuntime, InferenceService, ServingRuntime};
+use serval_api::{ClusterServingRuntime, InferenceService, LocalModelCache, ServingRuntime};
 
 use super::cache::{changes, owned_by, scoped, watched};
 use super::health::revision_health;
@@ -93,6 +95,7 @@ struct Context {
     settings: Settings,
     runtimes: Store<ServingRuntime>,
     cluster_runtimes: Store<ClusterServingRuntime>,
+    model_caches: Store<LocalModelCache>,
     /// What the controller made, as watched: a reconcile reads these instead of listing from
     /// the API server, which would read every object of the namespace each time.
     deployments: Store<Deployment>,
@@ -125,6 +128,7 @@ fn templates(isvc: &InferenceService, ctx: &Context) -> Vec<(ComponentKind, Temp
         .filter_map(|kind| {
             let component = component_template(isvc, *kind)?;
             let template = revision_template(isvc, *kind, &namespaced, &cluster)
+                .map(|t| with_local_model_cache(t, &ctx.model_caches))
                 .and_then(|t| match storage_problem(&t, &ctx.settings) {
                     Some(problem) => Err(problem),
                     None => Ok(t),
@@ -144,9 +148,29 @@ fn templates(isvc: &InferenceService, ctx: &Context) -> Vec<(ComponentKind, Temp
         .collect()
 }
 
+/// KServe's `LocalModelCache` covering the component's storage URI asks for the node model
+/// cache, as Serval's own annotation does.
+fn with_local_model_cache(
+    mut template: RevisionTemplate,
+    caches: &Store<LocalModelCache>,
+) -> RevisionTemplate {
+    let covered = template.storage_uri.as_deref().is_some_and(|uri| {
+        caches
+            .state()
+            .iter()
+            .any(|cache| covers(&cache.spec.source_model_uri, uri))
+    });
+    if covered {
+        template
+            .annotations
+            .insert(serval::MODEL_CACHE.to_string(), "true".to_string());
+    }
+    template
+}
+
 /// The Secrets the component's ServiceAccount names (KServe's `default` when none is
-/// set), metadata only: their data stays in the API server and reaches the storage
-/// initializer by reference.
+/// set): their annotations and key names. Values are dropped at once; they reach the
+/// storage initializer by reference.
 async fn storage_secrets(
     client: &Client,
     namespace: &str,
@@ -173,14 +197,22 @@ async fn storage_secrets(
         let Some(name) = reference.name.clone() else {
             continue;
         };
-        if let Some(meta) = secrets
-            .get_metadata_opt(&name)
+        if let Some(secret) = secrets
+            .get_opt(&name)
             .await
             .map_err(api_error("get", "Secret", namespace, &name))?
         {
+            let keys = secret
+                .data
+                .iter()
+                .flat_map(|d| d.keys())
+                .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+                .cloned()
+                .collect();
             out.push(StorageSecret {
                 name,
-                annotations: meta.metadata.annotations.unwrap_or_default(),
+                annotations: secret.metadata.annotations.unwrap_or_default(),
+                keys,
             });
         }
     }
@@ -412,9 +444,16 @@ pub async fn run(
         watcher::Config::default(),
         |_| {},
     );
-    // A runtime that changes may change every service's revisions.
-    let runtimes_changed =
-        futures_util::stream::select(changes(runtime_changes), changes(cluster_changes));
+    let (model_caches, cache_changes) = watched(
+        Api::<LocalModelCache>::all(client.clone()),
+        watcher::Config::default(),
+        |_| {},
+    );
+    // A runtime or model cache that changes may change every service's revisions.
+    let runtimes_changed = futures_util::stream::select(
+        futures_util::stream::select(changes(runtime_changes), changes(cluster_changes)),
+        changes(cache_changes),
+    );
 
     let managed =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
@@ -424,6 +463,7 @@ pub async fn run(
         settings: options.settings.clone(),
         runtimes,
         cluster_runtimes,
+        model_caches,
         // A revision is read by its labels, annotations and status; its pods by their status.
         deployments: watched(
             scoped(&client, namespace),
@@ -449,6 +489,7 @@ pub async fn run(
     let _ = context.pods.wait_until_ready().await;
     let _ = context.runtimes.wait_until_ready().await;
     let _ = context.cluster_runtimes.wait_until_ready().await;
+    let _ = context.model_caches.wait_until_ready().await;
     let controller = Controller::new(
         scoped::<InferenceService>(&client, namespace),
         watcher::Config::default(),

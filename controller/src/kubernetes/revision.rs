@@ -322,6 +322,12 @@ pub fn revision_deployment(
     if let Some(car) = model.modelcar {
         init_containers.push(car.init_container);
         modelcar = Some(car.container);
+        let context = runtime
+            .security_context
+            .get_or_insert_with(Default::default);
+        context
+            .run_as_user
+            .get_or_insert(super::storage::MODELCAR_UID);
     }
     init_containers.extend(model.init_container);
     runtime.volume_mounts.get_or_insert_with(Vec::new).extend(

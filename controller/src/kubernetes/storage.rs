@@ -41,11 +41,17 @@ const S3_ANNOTATIONS: [(&str, &str); 6] = [
 ];
 const S3_ENDPOINT_ANNOTATION: &str = "serving.kserve.io/s3-endpoint";
 
-/// Keys a storage Secret may hold, passed to the initializer by reference (the controller
-/// never reads a Secret's data): S3, Azure, Hugging Face.
-const SECRET_KEYS: [&str; 9] = [
+/// Keys a storage Secret may hold, passed to the initializer by reference: S3, Azure,
+/// Hugging Face, ModelScope, Git, OCI registries.
+const SECRET_KEYS: [&str; 15] = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "MODELSCOPE_API_TOKEN",
+    "GIT_USERNAME",
+    "OCI_USERNAME",
+    "OCI_PASSWORD",
     "AZ_CLIENT_ID",
     "AZ_CLIENT_SECRET",
     "AZ_TENANT_ID",
@@ -55,11 +61,13 @@ const SECRET_KEYS: [&str; 9] = [
     "GIT_PASSWORD",
 ];
 
-/// A Secret named by the component's ServiceAccount: its name and annotations.
+/// A Secret named by the component's ServiceAccount: its name, annotations and the names
+/// of the keys it holds (never their values).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StorageSecret {
     pub name: String,
     pub annotations: BTreeMap<String, String>,
+    pub keys: Vec<String>,
 }
 
 /// The node model cache on this cluster's nodes.
@@ -67,6 +75,9 @@ pub struct StorageSecret {
 pub struct ModelCacheSettings {
     /// The hostPath directory on each node.
     pub host_path: String,
+    /// A PersistentVolumeClaim to keep the cache on instead of the node's disk (a
+    /// ReadWriteMany claim shares it across nodes).
+    pub claim: Option<String>,
     /// `--cache-max-size` for the initializer (e.g. `200Gi`).
     pub max_size: Option<String>,
 }
@@ -107,8 +118,12 @@ pub fn storage_problem(
     })
 }
 
-/// The modelcar of `image`: KServe's shape, so modelcar images built for KServe work.
-fn modelcar(image: &str, mount: &str) -> Modelcar {
+/// The user the runtime and its modelcar share (KServe's).
+pub const MODELCAR_UID: i64 = 1010;
+
+/// The modelcar of `image`: KServe's shape, so modelcar images built for KServe work; it
+/// runs as `uid`, the runtime's user.
+fn modelcar(image: &str, mount: &str, uid: i64) -> Modelcar {
     let resources = json!({
         "requests": {"cpu": "10m", "memory": "16Mi"},
         "limits": {"cpu": "100m", "memory": "64Mi"}
@@ -126,7 +141,9 @@ fn modelcar(image: &str, mount: &str) -> Modelcar {
             "name": "modelcar",
             "image": image,
             // `$$$$` is the shell's `$$` once Kubernetes has expanded `$$` to `$`.
-            "command": ["sh", "-c", format!("ln -sf /proc/$$$$/root/models {mount} && sleep infinity")],
+            "command": ["sh", "-c", format!("ln -sfn /proc/$$$$/root/models {mount} && sleep infinity")],
+            // The runtime reads the model through /proc/<pid>/root, which needs the same user.
+            "securityContext": {"runAsUser": uid, "runAsGroup": uid},
             "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": parent(mount)}],
             "resources": resources,
             "terminationMessagePolicy": "FallbackToLogsOnError"
@@ -192,7 +209,13 @@ pub fn model_storage(
         };
         if let Some(image) = uri.strip_prefix("oci://") {
             if index == 0 {
-                storage.modelcar = Some(modelcar(image, &mount));
+                let uid = template
+                    .container
+                    .security_context
+                    .as_ref()
+                    .and_then(|c| c.run_as_user)
+                    .unwrap_or(MODELCAR_UID);
+                storage.modelcar = Some(modelcar(image, &mount, uid));
                 storage
                     .volumes
                     .push(json!({"name": MODEL_VOLUME, "emptyDir": {}}));
@@ -228,10 +251,16 @@ pub fn model_storage(
                 "readOnly": true
             }));
             if !storage.volumes.iter().any(|v| v["name"] == CACHE_VOLUME) {
-                storage.volumes.push(json!({
-                    "name": CACHE_VOLUME,
-                    "hostPath": {"path": cache.host_path, "type": "DirectoryOrCreate"}
-                }));
+                storage.volumes.push(match &cache.claim {
+                    Some(claim) => json!({
+                        "name": CACHE_VOLUME,
+                        "persistentVolumeClaim": {"claimName": claim}
+                    }),
+                    None => json!({
+                        "name": CACHE_VOLUME,
+                        "hostPath": {"path": cache.host_path, "type": "DirectoryOrCreate"}
+                    }),
+                });
             }
         } else {
             fetch_args.extend([uri.clone(), mount.clone()]);
@@ -294,9 +323,9 @@ pub fn model_storage(
 }
 
 /// The initializer's environment, volumes and mounts for the ServiceAccount's Secrets, in
-/// KServe's shape: keys by reference (optional, so a Secret holding other keys is fine),
-/// `serving.kserve.io/s3-*` annotations as variables, a GCS key file mounted. The first
-/// Secret to set a variable wins.
+/// KServe's shape: each key a Secret holds by reference, `serving.kserve.io/s3-*`
+/// annotations as variables, a GCS key file mounted. Where two Secrets hold the same key,
+/// the first listed wins.
 fn credentials(secrets: &[StorageSecret]) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     let mut env: Vec<Value> = Vec::new();
     let set = |name: &str, value: Value, env: &mut Vec<Value>| {
@@ -310,11 +339,14 @@ fn credentials(secrets: &[StorageSecret]) -> (Vec<Value>, Vec<Value>, Vec<Value>
     };
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    for secret in secrets {
-        for key in SECRET_KEYS {
+    for (index, secret) in secrets.iter().enumerate() {
+        for key in SECRET_KEYS
+            .iter()
+            .filter(|k| secret.keys.iter().any(|h| h == *k))
+        {
             set(
                 key,
-                json!({"valueFrom": {"secretKeyRef": {"name": secret.name, "key": key, "optional": true}}}),
+                json!({"valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}}),
                 &mut env,
             );
         }
@@ -335,22 +367,24 @@ fn credentials(secrets: &[StorageSecret]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                 set(variable, json!({"value": value}), &mut env);
             }
         }
-        let volume = format!("storage-secret-{}", secret.name);
-        let dir = format!("{GCS_CREDENTIALS_DIR}/{}", secret.name);
-        volumes.push(json!({
-            "name": volume,
-            "secret": {
-                "secretName": secret.name,
-                "optional": true,
-                "items": [{"key": GCS_CREDENTIALS_KEY, "path": GCS_CREDENTIALS_KEY}]
-            }
-        }));
-        mounts.push(json!({"name": volume, "mountPath": dir, "readOnly": true}));
-        set(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            json!({"value": format!("{dir}/{GCS_CREDENTIALS_KEY}")}),
-            &mut env,
-        );
+        if secret.keys.iter().any(|k| k == GCS_CREDENTIALS_KEY) {
+            // Volume names are DNS labels; Secret names need not be.
+            let volume = format!("storage-secret-{index}");
+            let dir = format!("{GCS_CREDENTIALS_DIR}/{index}");
+            volumes.push(json!({
+                "name": volume,
+                "secret": {
+                    "secretName": secret.name,
+                    "items": [{"key": GCS_CREDENTIALS_KEY, "path": GCS_CREDENTIALS_KEY}]
+                }
+            }));
+            mounts.push(json!({"name": volume, "mountPath": dir, "readOnly": true}));
+            set(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                json!({"value": format!("{dir}/{GCS_CREDENTIALS_KEY}")}),
+                &mut env,
+            );
+        }
     }
     (env, volumes, mounts)
 }

@@ -48,6 +48,7 @@ fn settings() -> Settings {
         cluster_suffix: "svc.cluster.local".to_string(),
         model_cache: Some(ModelCacheSettings {
             host_path: "/var/cache/serval/models".to_string(),
+            claim: None,
             max_size: Some("100Gi".to_string()),
         }),
         image_volumes: false,
@@ -142,8 +143,18 @@ fn the_service_account_s3_secret_reaches_the_initializer_by_reference() {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
+        keys: vec![
+            "AWS_ACCESS_KEY_ID".to_string(),
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+        ],
     };
-    let pod = pod_spec(SKLEARN, &[secret]);
+    // A Secret listed first that holds other keys takes none of these.
+    let hf = StorageSecret {
+        name: "hf-token".to_string(),
+        keys: vec!["HF_TOKEN".to_string()],
+        ..Default::default()
+    };
+    let pod = pod_spec(SKLEARN, &[hf, secret]);
     let init = &pod["initContainers"][0];
     assert_eq!(
         init["args"],
@@ -158,8 +169,13 @@ fn the_service_account_s3_secret_reaches_the_initializer_by_reference() {
     };
     assert_eq!(
         var("AWS_SECRET_ACCESS_KEY")["valueFrom"]["secretKeyRef"],
-        json!({"name": "s3creds", "key": "AWS_SECRET_ACCESS_KEY", "optional": true})
+        json!({"name": "s3creds", "key": "AWS_SECRET_ACCESS_KEY"})
     );
+    assert_eq!(
+        var("HF_TOKEN")["valueFrom"]["secretKeyRef"]["name"],
+        "hf-token"
+    );
+    assert!(var("AZ_CLIENT_SECRET").is_null(), "no Secret holds it");
     assert_eq!(
         var("AWS_ENDPOINT_URL")["value"],
         "http://minio.storage:9000"
@@ -255,8 +271,11 @@ fn oci_models_run_as_modelcars_image_volumes_or_a_clear_problem() {
     assert_eq!(modelcar["name"], "modelcar");
     assert_eq!(
         modelcar["command"][2],
-        "ln -sf /proc/$$$$/root/models /mnt/models && sleep infinity"
+        "ln -sfn /proc/$$$$/root/models /mnt/models && sleep infinity"
     );
+    // The runtime reads the model through /proc/<pid>/root: both run as one user.
+    assert_eq!(modelcar["securityContext"]["runAsUser"], 1010);
+    assert_eq!(pod["containers"][0]["securityContext"]["runAsUser"], 1010);
     assert_eq!(modelcar["volumeMounts"][0]["mountPath"], "/mnt");
     assert_eq!(pod["containers"][0]["volumeMounts"][0]["mountPath"], "/mnt");
 

@@ -115,6 +115,63 @@ impl GitSource {
     }
 }
 
+impl GitSource {
+    /// Large files tracked by Git LFS are pointers in the clone: `git lfs pull` brings them,
+    /// and without git-lfs they are refused rather than served as pointers.
+    async fn fetch_lfs_objects(&self) -> Result<(), StorageError> {
+        let attributes = tokio::fs::read_to_string(self.scratch.join(".gitattributes"))
+            .await
+            .unwrap_or_default();
+        if !attributes.contains("filter=lfs") {
+            return Ok(());
+        }
+        let pulled = tokio::process::Command::new("git")
+            .args(["lfs", "pull"])
+            .current_dir(&self.scratch)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .await;
+        match pulled {
+            Ok(output) if output.status.success() => Ok(()),
+            _ => Err(StorageError::Remote {
+                what: self.what.clone(),
+                detail: "the repository keeps files in Git LFS, and `git lfs pull` failed (is git-lfs installed?)".into(),
+                transient: false,
+            }),
+        }
+    }
+}
+
+/// Refuses a clone with symbolic links: copying follows them, and one could point at a
+/// credential file or anywhere else on the machine.
+fn check_tree(
+    root: &std::path::Path,
+    dir: &std::path::Path,
+    what: &str,
+) -> Result<(), StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| StorageError::io(entry.path(), e))?;
+        if kind.is_symlink() {
+            return Err(StorageError::UnsafeEntry {
+                archive: what.to_string(),
+                entry: entry
+                    .path()
+                    .strip_prefix(root)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        if kind.is_dir() {
+            check_tree(root, &entry.path(), what)?;
+        }
+    }
+    Ok(())
+}
+
 impl Drop for GitSource {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.scratch);
@@ -126,7 +183,13 @@ impl Source for GitSource {
         Box::pin(async move {
             if self.clone.get().is_none() {
                 self.clone_repository().await?;
+                self.fetch_lfs_objects().await?;
                 let _ = tokio::fs::remove_dir_all(self.scratch.join(".git")).await;
+                let scratch = self.scratch.clone();
+                let what = self.what.clone();
+                tokio::task::spawn_blocking(move || check_tree(&scratch, &scratch, &what))
+                    .await
+                    .map_err(|e| StorageError::io(&self.scratch, std::io::Error::other(e)))??;
                 let (store, prefix) = super::object::local(&self.scratch, &self.what)?;
                 let _ = self.clone.set(ObjectSource::new(
                     store,

@@ -1,11 +1,11 @@
-//! One file over HTTP(S): its size and version from a HEAD, ranged GETs when the server
-//! accepts them. A signed URL's query string is sent but never shown.
+//! One file over HTTP(S): its size and version from a one-byte GET, ranged GETs when the
+//! server accepts them. A signed URL's query string is sent but never shown.
 
 use std::ops::Range;
 use std::sync::OnceLock;
 
 use futures_util::future::BoxFuture;
-use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, ETAG, LAST_MODIFIED, RANGE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, LAST_MODIFIED, RANGE};
 
 use super::{status_error, transport_error, ByteStream, RemoteFile, Source};
 use crate::error::StorageError;
@@ -56,15 +56,19 @@ impl HttpSource {
 impl Source for HttpSource {
     fn list(&self) -> BoxFuture<'_, Result<Vec<RemoteFile>, StorageError>> {
         Box::pin(async move {
+            // A GET of the first byte rather than a HEAD: a pre-signed URL is signed for GET
+            // only. A 206 gives the size and proves ranges work; a 200 means no ranges.
             let response = self
                 .client
-                .head(self.url.clone())
+                .get(self.url.clone())
+                .header(RANGE, "bytes=0-0")
                 .send()
                 .await
                 .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
             let status = response.status();
-            if !status.is_success() && status != reqwest::StatusCode::METHOD_NOT_ALLOWED {
-                return Err(status_error(status, &self.what, "", &self.redactor));
+            if !status.is_success() {
+                let body = response.text().await.unwrap_or_default();
+                return Err(status_error(status, &self.what, &body, &self.redactor));
             }
             let headers = response.headers();
             let header = |name| {
@@ -72,16 +76,20 @@ impl Source for HttpSource {
                     .get(name)
                     .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
             };
-            let size = status
-                .is_success()
-                .then(|| header(CONTENT_LENGTH).and_then(|v| v.parse().ok()))
-                .flatten();
-            let ranged =
-                size.is_some() && header(ACCEPT_RANGES).is_some_and(|v| v.contains("bytes"));
-            let _ = self.ranged.set(ranged);
+            let ranged = status == reqwest::StatusCode::PARTIAL_CONTENT;
+            let size = if ranged {
+                header(CONTENT_RANGE)
+                    .and_then(|v| v.rsplit('/').next())
+                    .and_then(|total| total.parse().ok())
+            } else {
+                header(CONTENT_LENGTH).and_then(|v| v.parse().ok())
+            };
+            let _ = self.ranged.set(ranged && size.is_some());
             let version = header(ETAG)
                 .or_else(|| header(LAST_MODIFIED))
                 .map(str::to_string);
+            // The rest of a full answer is not read: dropping the response closes it.
+            drop(response);
             Ok(vec![RemoteFile {
                 path: self.file_name(),
                 size,

@@ -33,7 +33,8 @@ impl ObjectSource {
     ) -> Self {
         Self {
             store,
-            prefix: Path::from(prefix),
+            // The prefix as written (`Path::from` would percent-encode `~`, `%`, ...).
+            prefix: Path::parse(prefix).unwrap_or_else(|_| Path::from(prefix)),
             single_object: std::sync::OnceLock::new(),
             what,
             redactor,
@@ -48,9 +49,10 @@ impl ObjectSource {
         if self.single_object.get() == Some(&true) {
             self.prefix.clone()
         } else if self.prefix.as_ref().is_empty() {
-            Path::from(file.path.as_str())
+            Path::parse(&file.path).unwrap_or_else(|_| Path::from(file.path.as_str()))
         } else {
-            Path::from(format!("{}/{}", self.prefix, file.path))
+            let joined = format!("{}/{}", self.prefix, file.path);
+            Path::parse(&joined).unwrap_or_else(|_| Path::from(joined))
         }
     }
 }
@@ -110,6 +112,18 @@ impl Source for ObjectSource {
                 });
             }
             files.sort_by(|a, b| a.path.cmp(&b.path));
+            // "Folder" objects (empty keys ending in `/`) are directories, not files.
+            let folders: Vec<String> = files
+                .iter()
+                .filter(|f| f.size == Some(0))
+                .filter(|f| {
+                    files
+                        .iter()
+                        .any(|o| o.path.starts_with(&format!("{}/", f.path)))
+                })
+                .map(|f| f.path.clone())
+                .collect();
+            files.retain(|f| !folders.contains(&f.path));
             Ok(files)
         })
     }
@@ -239,6 +253,15 @@ fn client_options(env: &Environment, options: &SourceOptions, verify_var: &str) 
         .with_pool_max_idle_per_host(64);
     if env.flag(verify_var) == Some(false) {
         client = client.with_allow_invalid_certificates(true);
+    }
+    // A private CA (KServe's `s3-cabundle`): trusted besides the system's.
+    if let Some(pem) = env
+        .get("AWS_CA_BUNDLE")
+        .and_then(|path| std::fs::read(path).ok())
+    {
+        for certificate in object_store::Certificate::from_pem_bundle(&pem).unwrap_or_default() {
+            client = client.with_root_certificate(certificate);
+        }
     }
     client
 }
