@@ -402,7 +402,7 @@ async fn read_once(
     }
 }
 
-async fn with_retries<T, F, Fut>(retries: u32, mut attempt: F) -> Result<T, StorageError>
+pub(crate) async fn with_retries<T, F, Fut>(retries: u32, mut attempt: F) -> Result<T, StorageError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StorageError>>,

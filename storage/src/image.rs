@@ -10,7 +10,8 @@ use crate::archive;
 use crate::environment::Environment;
 use crate::error::StorageError;
 use crate::fetch::{
-    fetch, read_marker, remove_if_present, write_marker, FetchOptions, FetchReport, Marker, MARKER,
+    fetch, read_marker, remove_if_present, with_retries, write_marker, FetchOptions, FetchReport,
+    Marker, MARKER,
 };
 use crate::source::{self, Source, SourceOptions};
 use crate::uri::{Location, StorageUri};
@@ -41,7 +42,7 @@ async fn fetch_image(
     options: &FetchOptions,
 ) -> Result<FetchReport, StorageError> {
     let started = Instant::now();
-    let layers = source.list().await?;
+    let layers = with_retries(options.retries, || source.list()).await?;
     let bytes = layers.iter().filter_map(|l| l.size).sum();
     if let Some(marker) = read_marker(dest).await {
         if marker.unpacked && marker.files == layers {

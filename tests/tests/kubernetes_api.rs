@@ -11,10 +11,11 @@ use std::sync::Mutex;
 use serval_tests::apiserver::ApiServer;
 use serval_tests::{repo_root, run_serval};
 
-const CRDS: [&str; 3] = [
+const CRDS: [&str; 4] = [
     "inferenceservices.serving.kserve.io",
     "servingruntimes.serving.kserve.io",
     "clusterservingruntimes.serving.kserve.io",
+    "localmodelcaches.serving.kserve.io",
 ];
 
 /// One API server at a time: each is etcd plus a kube-apiserver, heavy on a small machine.
@@ -114,6 +115,7 @@ fn serval_crds_install_with_kubectl_and_become_established() {
         ("v1beta1", "InferenceService", true),
         ("v1alpha1", "ServingRuntime", true),
         ("v1alpha1", "ClusterServingRuntime", false),
+        ("v1alpha1", "LocalModelCache", false),
     ] {
         let (status, body) = server
             .get(&format!("/apis/serving.kserve.io/{version}"))
@@ -134,7 +136,7 @@ fn serval_crds_install_with_kubectl_and_become_established() {
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(
         again.stdout.matches(" unchanged").count(),
-        3,
+        CRDS.len(),
         "{}",
         again.stdout
     );

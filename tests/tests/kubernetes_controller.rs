@@ -54,6 +54,7 @@ fn install_chart(api: &ApiServer, webhook_port: Option<u16>) {
         "inferenceservices.serving.kserve.io",
         "servingruntimes.serving.kserve.io",
         "clusterservingruntimes.serving.kserve.io",
+        "localmodelcaches.serving.kserve.io",
     ]);
     let rendered = rendered_chart(false);
     let mut documents = Vec::new();

@@ -104,15 +104,8 @@ impl Source for HttpSource {
         range: Option<Range<u64>>,
     ) -> BoxFuture<'_, Result<ByteStream, StorageError>> {
         Box::pin(async move {
-            let mut request = self.client.get(self.url.clone());
-            if let Some(range) = &range {
-                request = request.header(RANGE, format!("bytes={}-{}", range.start, range.end - 1));
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
-            super::checked_body(response, range.is_some(), &self.what, &self.redactor).await
+            let request = self.client.get(self.url.clone());
+            super::ranged_get(request, range, &self.what, &self.redactor).await
         })
     }
 

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use futures_util::future::BoxFuture;
-use reqwest::header::{AUTHORIZATION, LINK, RANGE};
+use reqwest::header::{AUTHORIZATION, LINK};
 
 use super::{status_error, transport_error, ByteStream, RemoteFile, Source};
 use crate::environment::Environment;
@@ -156,15 +156,7 @@ impl Source for HuggingFaceSource {
             file.path
         );
         Box::pin(async move {
-            let mut request = self.request(&url);
-            if let Some(range) = &range {
-                request = request.header(RANGE, format!("bytes={}-{}", range.start, range.end - 1));
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
-            super::checked_body(response, range.is_some(), &self.what, &self.redactor).await
+            super::ranged_get(self.request(&url), range, &self.what, &self.redactor).await
         })
     }
 

@@ -215,6 +215,27 @@ pub(crate) fn status_error(
     }
 }
 
+/// Sends `request` for `range` of a file (all of it when `None`) and returns the body.
+pub(crate) async fn ranged_get(
+    request: reqwest::RequestBuilder,
+    range: Option<Range<u64>>,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<ByteStream, StorageError> {
+    let request = match &range {
+        Some(range) => request.header(
+            reqwest::header::RANGE,
+            format!("bytes={}-{}", range.start, range.end - 1),
+        ),
+        None => request,
+    };
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(e, what, redactor))?;
+    checked_body(response, range.is_some(), what, redactor).await
+}
+
 /// A response's body as a stream, after its status: an error status becomes the error a
 /// user reads, and a full answer to a ranged request is refused rather than misplaced.
 pub(crate) async fn checked_body(

@@ -157,8 +157,10 @@ impl Source for ObjectSource {
         true
     }
 
+    /// As KServe: a listing of one file that is an archive is unpacked, whether the URI
+    /// names the object or a prefix holding only it.
     fn unpacks_archives(&self) -> bool {
-        self.single_object.get() == Some(&true)
+        true
     }
 }
 

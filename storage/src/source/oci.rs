@@ -39,17 +39,24 @@ impl ImageReference {
             },
         };
         let (first, rest) = name.split_once('/').unwrap_or(("", name));
-        let (registry, repository) =
-            if first.contains('.') || first.contains(':') || first == "localhost" {
-                (first.to_string(), rest.to_string())
-            } else if first.is_empty() {
-                (
-                    "registry-1.docker.io".to_string(),
-                    format!("library/{rest}"),
-                )
+        let (registry, repository) = if first == "docker.io" || first == "index.docker.io" {
+            // Docker Hub's name is not where its registry API answers.
+            let rest = if rest.contains('/') {
+                rest.to_string()
             } else {
-                ("registry-1.docker.io".to_string(), name.to_string())
+                format!("library/{rest}")
             };
+            ("registry-1.docker.io".to_string(), rest)
+        } else if first.contains('.') || first.contains(':') || first == "localhost" {
+            (first.to_string(), rest.to_string())
+        } else if first.is_empty() {
+            (
+                "registry-1.docker.io".to_string(),
+                format!("library/{rest}"),
+            )
+        } else {
+            ("registry-1.docker.io".to_string(), name.to_string())
+        };
         (!repository.is_empty() && !reference.is_empty()).then_some(Self {
             registry,
             repository,
