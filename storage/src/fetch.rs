@@ -7,7 +7,6 @@
 //! version. A re-run whose listing matches the marker does nothing; an interrupted run
 //! keeps the files it finished (journal `.serval-model-progress`) and fetches the rest.
 
-use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -333,7 +332,7 @@ async fn read_once(
     written: &mut u64,
 ) -> Result<(), StorageError> {
     let io = |e| StorageError::io(partial, e);
-    let mut out = tokio::fs::OpenOptions::new()
+    let out = tokio::fs::OpenOptions::new()
         .write(true)
         .open(partial)
         .await
@@ -348,7 +347,6 @@ async fn read_once(
             (0, None)
         }
     };
-    out.seek(SeekFrom::Start(start)).await.map_err(io)?;
     let expected = match (&range, file.size) {
         (Some(range), _) => Some(range.end - range.start),
         (None, size) => size,
@@ -357,10 +355,9 @@ async fn read_once(
         return Ok(());
     }
     let mut stream = source.read(file, request).await?;
-    // Servers send small frames; one write per megabyte keeps the blocking pool out of
-    // the way. What the buffer accepted is flushed even when the stream fails, so
-    // `written` is always what is on disk and a retry resumes at the right byte.
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, out);
+    // What the buffer accepted is written even when the stream fails, so `written` is
+    // always what is on disk and a retry resumes at the right byte.
+    let mut out = PositionedWriter::new(out.into_std().await, start, partial);
     let streamed = async {
         loop {
             // A server that stops sending but keeps the connection is a lost connection.
@@ -383,14 +380,14 @@ async fn read_once(
                     transient: false,
                 });
             }
-            out.write_all(&bytes).await.map_err(io)?;
+            out.write(&bytes).await?;
             *written += bytes.len() as u64;
             counter.add(bytes.len() as u64);
         }
         Ok::<(), StorageError>(())
     }
     .await;
-    out.flush().await.map_err(io)?;
+    out.flush().await?;
     streamed?;
     match expected {
         Some(expected) if *written != expected => Err(StorageError::Remote {
@@ -399,6 +396,56 @@ async fn read_once(
             transient: true,
         }),
         _ => Ok(()),
+    }
+}
+
+/// Writes at a file position from a buffer of its own, a megabyte at a time, on a blocking
+/// thread: servers send small frames, and this is the one copy between the network's
+/// buffers and the kernel's (`tokio::fs::File` would add another).
+struct PositionedWriter {
+    file: std::sync::Arc<std::fs::File>,
+    offset: u64,
+    buffer: Vec<u8>,
+    path: PathBuf,
+}
+
+impl PositionedWriter {
+    fn new(file: std::fs::File, offset: u64, path: &Path) -> Self {
+        Self {
+            file: std::sync::Arc::new(file),
+            offset,
+            buffer: Vec::with_capacity(WRITE_BUFFER + (64 << 10)),
+            path: path.to_path_buf(),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= WRITE_BUFFER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), StorageError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let file = self.file.clone();
+        let buffer = std::mem::take(&mut self.buffer);
+        let offset = self.offset;
+        let (mut buffer, result) = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let result = file.write_all_at(&buffer, offset);
+            (buffer, result)
+        })
+        .await
+        .map_err(|e| StorageError::io(&self.path, std::io::Error::other(e)))?;
+        result.map_err(|e| StorageError::io(&self.path, e))?;
+        self.offset += buffer.len() as u64;
+        buffer.clear();
+        self.buffer = buffer;
+        Ok(())
     }
 }
 
