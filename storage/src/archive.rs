@@ -37,19 +37,71 @@ pub(crate) fn unpack(
     kind: ArchiveKind,
     dest: &Path,
 ) -> Result<Vec<PathBuf>, StorageError> {
-    let name = archive
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let file = File::open(archive).map_err(|e| StorageError::io(archive, e))?;
     match kind {
-        ArchiveKind::Tar => unpack_tar(file, &name, dest),
-        ArchiveKind::TarGz => unpack_tar(flate2::read::GzDecoder::new(file), &name, dest),
-        ArchiveKind::Zip => unpack_zip(file, &name, dest),
+        ArchiveKind::Tar | ArchiveKind::TarGz => {
+            let (name, reader) = open_tar(archive)?;
+            walk_tar(reader, &name, None, Some(dest))
+        }
+        ArchiveKind::Zip => {
+            let name = file_name(archive);
+            let file = File::open(archive).map_err(|e| StorageError::io(archive, e))?;
+            unpack_zip(file, &name, dest)
+        }
     }
 }
 
-fn unpack_tar(reader: impl Read, name: &str, dest: &Path) -> Result<Vec<PathBuf>, StorageError> {
+/// Checks an archive's entries without writing (so a refused tar leaves nothing behind).
+pub(crate) fn check(archive: &Path, kind: ArchiveKind) -> Result<(), StorageError> {
+    if kind == ArchiveKind::Zip {
+        return Ok(()); // unpack_zip checks every name before writing.
+    }
+    let (name, reader) = open_tar(archive)?;
+    walk_tar(reader, &name, None, None).map(|_| ())
+}
+
+/// Unpacks the entries of an image layer (a tar, gzipped or not) that lie under `subtree`
+/// (`models/`, where modelcar images keep the model) into `dest`, without the prefix.
+/// Whiteouts and entries elsewhere in the image are skipped; links inside the subtree are
+/// refused, as in any archive. Returns how many files were written.
+pub(crate) fn unpack_layer(
+    layer: &Path,
+    subtree: &str,
+    dest: &Path,
+) -> Result<usize, StorageError> {
+    let (name, reader) = open_tar(layer)?;
+    walk_tar(reader, &name, Some(subtree), Some(dest)).map(|written| written.len())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A tar file's name and a reader of its entries, gunzipped when it starts as gzip does.
+fn open_tar(path: &Path) -> Result<(String, Box<dyn Read>), StorageError> {
+    let mut file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let gzipped = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+    let reader: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok((file_name(path), reader))
+}
+
+/// Walks a tar's entries, refusing links and entries that would leave the destination,
+/// and writes them into `dest` when one is given (else only checks). With a `subtree`
+/// (an image layer), only entries under it are taken, without the prefix, and whiteouts
+/// are skipped. Returns the files written.
+fn walk_tar(
+    reader: impl Read,
+    name: &str,
+    subtree: Option<&str>,
+    dest: Option<&Path>,
+) -> Result<Vec<PathBuf>, StorageError> {
     let bad = |detail: String| StorageError::Archive {
         archive: name.to_string(),
         detail,
@@ -70,27 +122,40 @@ fn unpack_tar(reader: impl Read, name: &str, dest: &Path) -> Result<Vec<PathBuf>
         ) {
             continue; // pax metadata (`git archive` writes one), not a file
         }
-        if kind.is_dir() {
-            if raw
-                .trim_start_matches("./")
-                .trim_end_matches('/')
-                .is_empty()
-            {
-                continue;
+        let inside = match subtree {
+            None => raw.as_str(),
+            Some(prefix) => {
+                let trimmed = raw.trim_start_matches("./").trim_start_matches('/');
+                let Some(inside) = trimmed.strip_prefix(prefix) else {
+                    continue;
+                };
+                if inside
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with(".wh."))
+                {
+                    continue;
+                }
+                inside
             }
-            let relative = checked(&raw, name)?;
-            std::fs::create_dir_all(dest.join(&relative)).map_err(|e| StorageError::io(dest, e))?;
+        };
+        if inside.trim_start_matches("./").trim_matches('/').is_empty() && kind.is_dir() {
             continue;
         }
-        if !kind.is_file() {
+        if !(kind.is_dir() || kind.is_file()) {
             // Links could point anywhere; a model needs none.
             return Err(StorageError::UnsafeEntry {
                 archive: name.to_string(),
                 entry: raw,
             });
         }
-        let relative = checked(&raw, name)?;
+        let relative = checked(inside, name)?;
+        let Some(dest) = dest else { continue };
         let target = dest.join(&relative);
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).map_err(|e| StorageError::io(&target, e))?;
+            continue;
+        }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| StorageError::io(parent, e))?;
         }
@@ -143,134 +208,6 @@ fn checked(raw: &str, archive: &str) -> Result<PathBuf, StorageError> {
         archive: archive.to_string(),
         entry: raw.to_string(),
     })
-}
-
-/// Checks a tar's entries without writing (so a refused tar leaves nothing behind).
-pub(crate) fn check(archive: &Path, kind: ArchiveKind) -> Result<(), StorageError> {
-    if kind == ArchiveKind::Zip {
-        return Ok(()); // unpack_zip checks every name before writing.
-    }
-    let name = archive
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let file = File::open(archive).map_err(|e| StorageError::io(archive, e))?;
-    let reader: Box<dyn Read> = match kind {
-        ArchiveKind::TarGz => Box::new(flate2::read::GzDecoder::new(file)),
-        _ => Box::new(file),
-    };
-    let bad = |detail: String| StorageError::Archive {
-        archive: name.clone(),
-        detail,
-    };
-    let mut tar = tar::Archive::new(reader);
-    for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
-        let entry = entry.map_err(|e| bad(e.to_string()))?;
-        let raw = entry
-            .path()
-            .map_err(|e| bad(e.to_string()))?
-            .to_string_lossy()
-            .into_owned();
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
-        ) {
-            continue; // pax metadata (`git archive` writes one), not a file
-        }
-        if kind.is_dir()
-            && raw
-                .trim_start_matches("./")
-                .trim_end_matches('/')
-                .is_empty()
-        {
-            continue;
-        }
-        if !(kind.is_dir() || kind.is_file()) {
-            return Err(StorageError::UnsafeEntry {
-                archive: name.clone(),
-                entry: raw,
-            });
-        }
-        checked(&raw, &name)?;
-    }
-    Ok(())
-}
-
-/// Unpacks the entries of an image layer (a tar, gzipped or not) that lie under `subtree`
-/// (`models/`, where modelcar images keep the model) into `dest`, without the prefix.
-/// Whiteouts and entries elsewhere in the image are skipped; links inside the subtree are
-/// refused, as in any archive.
-pub(crate) fn unpack_layer(
-    layer: &Path,
-    subtree: &str,
-    dest: &Path,
-) -> Result<usize, StorageError> {
-    let name = layer
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut file = File::open(layer).map_err(|e| StorageError::io(layer, e))?;
-    let mut magic = [0u8; 2];
-    let gzipped = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-    let file = File::open(layer).map_err(|e| StorageError::io(layer, e))?;
-    let reader: Box<dyn Read> = if gzipped {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let bad = |detail: String| StorageError::Archive {
-        archive: name.clone(),
-        detail,
-    };
-    let mut tar = tar::Archive::new(reader);
-    let mut written = 0;
-    for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
-        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let raw = entry
-            .path()
-            .map_err(|e| bad(e.to_string()))?
-            .to_string_lossy()
-            .into_owned();
-        let trimmed = raw.trim_start_matches("./").trim_start_matches('/');
-        let Some(inside) = trimmed.strip_prefix(subtree) else {
-            continue;
-        };
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
-        ) {
-            continue; // pax metadata (`git archive` writes one), not a file
-        }
-        if inside.trim_matches('/').is_empty()
-            || inside
-                .rsplit('/')
-                .next()
-                .is_some_and(|n| n.starts_with(".wh."))
-        {
-            continue;
-        }
-        if kind.is_dir() {
-            std::fs::create_dir_all(dest.join(checked(inside, &name)?))
-                .map_err(|e| StorageError::io(dest, e))?;
-            continue;
-        }
-        if !kind.is_file() {
-            return Err(StorageError::UnsafeEntry {
-                archive: name.clone(),
-                entry: raw,
-            });
-        }
-        let target = dest.join(checked(inside, &name)?);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StorageError::io(parent, e))?;
-        }
-        let mut out = File::create(&target).map_err(|e| StorageError::io(&target, e))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| StorageError::io(&target, e))?;
-        written += 1;
-    }
-    Ok(written)
 }
 
 #[cfg(test)]

@@ -66,6 +66,20 @@ pub struct FetchReport {
     pub elapsed: Duration,
 }
 
+impl FetchReport {
+    /// A fetch that found every file of `listing` already in place.
+    pub(crate) fn already_complete(listing: &[RemoteFile], started: Instant) -> Self {
+        Self {
+            files: listing.len(),
+            fetched_files: 0,
+            bytes: listing.iter().filter_map(|f| f.size).sum(),
+            downloaded: 0,
+            already_complete: true,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Marker {
     pub(crate) files: Vec<RemoteFile>,
@@ -102,14 +116,7 @@ pub async fn fetch(
     let marker = read_marker(dest).await;
     if let Some(marker) = &marker {
         if marker.files == listing && (marker.unpacked || all_present(dest, &listing).await) {
-            return Ok(FetchReport {
-                files: listing.len(),
-                fetched_files: 0,
-                bytes,
-                downloaded: 0,
-                already_complete: true,
-                elapsed: started.elapsed(),
-            });
+            return Ok(FetchReport::already_complete(&listing, started));
         }
     }
     remove_if_present(&dest.join(MARKER)).await?;

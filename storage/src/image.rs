@@ -43,17 +43,9 @@ async fn fetch_image(
 ) -> Result<FetchReport, StorageError> {
     let started = Instant::now();
     let layers = with_retries(options.retries, || source.list()).await?;
-    let bytes = layers.iter().filter_map(|l| l.size).sum();
     if let Some(marker) = read_marker(dest).await {
         if marker.unpacked && marker.files == layers {
-            return Ok(FetchReport {
-                files: layers.len(),
-                fetched_files: 0,
-                bytes,
-                downloaded: 0,
-                already_complete: true,
-                elapsed: started.elapsed(),
-            });
+            return Ok(FetchReport::already_complete(&layers, started));
         }
     }
     remove_if_present(&dest.join(MARKER)).await?;

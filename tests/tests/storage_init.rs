@@ -551,6 +551,16 @@ fn two_cache_fills_at_once_download_once_and_old_entries_are_evicted() {
     std::fs::remove_dir_all(&cache).unwrap();
 }
 
+/// A child process killed when dropped, so a failing test leaves none behind.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `serval dev` on a manifest whose model is on S3: fetched into the user's model cache,
 /// served, and not fetched again by the next start.
 #[tokio::test]
@@ -579,20 +589,22 @@ async fn serval_dev_serves_a_model_from_s3_and_reuses_its_cache() {
 
     for start in ["first", "second"] {
         let port = serval_tests::free_port();
-        let mut dev = Command::new(serval_bin())
-            .arg("dev")
-            .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg(format!("--model-cache-dir={}", cache.display()))
-            .arg(format!("--log-dir={}", work.join("logs").display()))
-            .arg(&manifest)
-            .envs(server.env())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = serval_tests::collect_lines(dev.stderr.take().unwrap());
+        let mut dev = KilledOnDrop(
+            Command::new(serval_bin())
+                .arg("dev")
+                .arg(format!("--listen=127.0.0.1:{port}"))
+                .arg(format!("--model-cache-dir={}", cache.display()))
+                .arg(format!("--log-dir={}", work.join("logs").display()))
+                .arg(&manifest)
+                .envs(server.env())
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stderr = serval_tests::collect_lines(dev.0.stderr.take().unwrap());
         let url = format!(
             "http://127.0.0.1:{port}/serving/default/xgboost-iris/v2/models/xgboost-iris/infer"
         );
@@ -602,7 +614,7 @@ async fn serval_dev_serves_a_model_from_s3_and_reuses_its_cache() {
                 Ok(answer) if answer.status == 200 => break answer.json(),
                 _ => {
                     assert!(
-                        Instant::now() < deadline && dev.try_wait().unwrap().is_none(),
+                        Instant::now() < deadline && dev.0.try_wait().unwrap().is_none(),
                         "{start} start: no answer; serval dev said: {:?}",
                         stderr.lock().unwrap()
                     );
@@ -615,8 +627,7 @@ async fn serval_dev_serves_a_model_from_s3_and_reuses_its_cache() {
             serde_json::json!([1, 3]),
             "{answer}"
         );
-        let _ = dev.kill();
-        let _ = dev.wait();
+        drop(dev);
         let said = stderr.lock().unwrap().join("\n");
         assert!(
             said.contains("fetching s3://models/iris-xgboost into the model cache"),

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use futures_util::future::BoxFuture;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, LAST_MODIFIED, RANGE};
 
-use super::{status_error, transport_error, ByteStream, RemoteFile, Source};
+use super::{send_checked, ByteStream, RemoteFile, Source};
 use crate::error::StorageError;
 use crate::redact::Redactor;
 
@@ -58,18 +58,9 @@ impl Source for HttpSource {
         Box::pin(async move {
             // A GET of the first byte rather than a HEAD: a pre-signed URL is signed for GET
             // only. A 206 gives the size and proves ranges work; a 200 means no ranges.
-            let response = self
-                .client
-                .get(self.url.clone())
-                .header(RANGE, "bytes=0-0")
-                .send()
-                .await
-                .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
+            let request = self.client.get(self.url.clone()).header(RANGE, "bytes=0-0");
+            let response = send_checked(request, &self.what, &self.redactor).await?;
             let status = response.status();
-            if !status.is_success() {
-                let body = response.text().await.unwrap_or_default();
-                return Err(status_error(status, &self.what, &body, &self.redactor));
-            }
             let headers = response.headers();
             let header = |name| {
                 headers

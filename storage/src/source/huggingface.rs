@@ -6,7 +6,7 @@ use std::ops::Range;
 use futures_util::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, LINK};
 
-use super::{status_error, transport_error, ByteStream, RemoteFile, Source};
+use super::{json_body, send_checked, ByteStream, RemoteFile, Source};
 use crate::environment::Environment;
 use crate::error::StorageError;
 use crate::redact::Redactor;
@@ -91,27 +91,14 @@ impl Source for HuggingFaceSource {
             );
             let mut files = Vec::new();
             loop {
-                let response = self
-                    .request(&url)
-                    .send()
-                    .await
-                    .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
-                let status = response.status();
-                if !status.is_success() {
-                    let body = response.text().await.unwrap_or_default();
-                    return Err(status_error(status, &self.what, &body, &self.redactor));
-                }
+                let response = send_checked(self.request(&url), &self.what, &self.redactor).await?;
                 let next = response
                     .headers()
                     .get(LINK)
                     .and_then(|v| v.to_str().ok())
                     .and_then(next_link);
                 let entries: Vec<TreeEntry> =
-                    response.json().await.map_err(|e| StorageError::Remote {
-                        what: self.what.clone(),
-                        detail: format!("unexpected tree listing: {}", e.without_url()),
-                        transient: false,
-                    })?;
+                    json_body(response, &self.what, "tree listing").await?;
                 for entry in entries.into_iter().filter(|e| e.kind == "file") {
                     if super::safe_relative(&entry.path).is_none() {
                         return Err(StorageError::UnsafeEntry {

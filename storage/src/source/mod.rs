@@ -229,15 +229,52 @@ pub(crate) async fn ranged_get(
         ),
         None => request,
     };
+    let response = send_checked(request, what, redactor).await?;
+    checked_body(response, range.is_some(), what, redactor).await
+}
+
+/// Sends `request`; a failed connection or an error status becomes the error a user reads.
+pub(crate) async fn send_checked(
+    request: reqwest::RequestBuilder,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<reqwest::Response, StorageError> {
     let response = request
         .send()
         .await
         .map_err(|e| transport_error(e, what, redactor))?;
-    checked_body(response, range.is_some(), what, redactor).await
+    successful(response, what, redactor).await
 }
 
-/// A response's body as a stream, after its status: an error status becomes the error a
-/// user reads, and a full answer to a ranged request is refused rather than misplaced.
+/// `response` when its status is a success, else the error a user reads.
+pub(crate) async fn successful(
+    response: reqwest::Response,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<reqwest::Response, StorageError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(status_error(status, what, &body, redactor))
+}
+
+/// A JSON body, or an error naming `describe` ("file listing", "image manifest").
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+    describe: &str,
+) -> Result<T, StorageError> {
+    response.json().await.map_err(|e| StorageError::Remote {
+        what: what.to_string(),
+        detail: format!("unexpected {describe}: {}", e.without_url()),
+        transient: false,
+    })
+}
+
+/// A successful response's body as a stream; a full answer to a ranged request is refused
+/// rather than misplaced.
 pub(crate) async fn checked_body(
     response: reqwest::Response,
     ranged: bool,
@@ -246,10 +283,6 @@ pub(crate) async fn checked_body(
 ) -> Result<ByteStream, StorageError> {
     use futures_util::StreamExt;
     let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        return Err(status_error(status, what, &body, redactor));
-    }
     if ranged && status != reqwest::StatusCode::PARTIAL_CONTENT {
         return Err(StorageError::Remote {
             what: what.to_string(),

@@ -6,7 +6,7 @@ use std::ops::Range;
 use futures_util::future::BoxFuture;
 use reqwest::header::AUTHORIZATION;
 
-use super::{status_error, transport_error, ByteStream, RemoteFile, Source};
+use super::{json_body, send_checked, ByteStream, RemoteFile, Source};
 use crate::environment::Environment;
 use crate::error::StorageError;
 use crate::redact::Redactor;
@@ -97,21 +97,8 @@ impl Source for ModelScopeSource {
                 self.repo,
                 Self::query(&[("Revision", &self.revision), ("Recursive", "true")])
             );
-            let response = self
-                .request(&url)
-                .send()
-                .await
-                .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
-            let status = response.status();
-            if !status.is_success() {
-                let body = response.text().await.unwrap_or_default();
-                return Err(status_error(status, &self.what, &body, &self.redactor));
-            }
-            let listing: Listing = response.json().await.map_err(|e| StorageError::Remote {
-                what: self.what.clone(),
-                detail: format!("unexpected file listing: {}", e.without_url()),
-                transient: false,
-            })?;
+            let response = send_checked(self.request(&url), &self.what, &self.redactor).await?;
+            let listing: Listing = json_body(response, &self.what, "file listing").await?;
             let Some(data) = listing.data else {
                 return Err(StorageError::NotFound {
                     what: self.what.clone(),

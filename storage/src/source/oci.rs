@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{ACCEPT, AUTHORIZATION, RANGE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
-use super::{checked_body, status_error, transport_error, ByteStream, RemoteFile, Source};
+use super::{checked_body, json_body, successful, transport_error, ByteStream, RemoteFile, Source};
 use crate::environment::Environment;
 use crate::error::StorageError;
 use crate::redact::Redactor;
@@ -139,37 +139,44 @@ impl OciSource {
         accept: Option<&str>,
         range: Option<&Range<u64>>,
     ) -> Result<reqwest::Response, StorageError> {
-        for attempt in 0..2 {
-            let mut request = self.client.get(url);
-            if let Some(accept) = accept {
-                request = request.header(ACCEPT, accept);
-            }
-            if let Some(range) = range {
-                request = request.header(RANGE, format!("bytes={}-{}", range.start, range.end - 1));
-            }
-            let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
-            if let Some(token) = token {
-                request = request.header(AUTHORIZATION, token);
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(e, &self.what, &self.redactor))?;
-            if response.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
-                return Ok(response);
-            }
-            let challenge = response
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let header = self.answer(&challenge).await?;
-            if let Ok(mut token) = self.token.lock() {
-                *token = Some(header);
-            }
+        let response = self.send(url, accept, range).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
         }
-        unreachable_response(&self.what)
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let header = self.answer(&challenge).await?;
+        if let Ok(mut token) = self.token.lock() {
+            *token = Some(header);
+        }
+        self.send(url, accept, range).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        range: Option<&Range<u64>>,
+    ) -> Result<reqwest::Response, StorageError> {
+        let mut request = self.client.get(url);
+        if let Some(accept) = accept {
+            request = request.header(ACCEPT, accept);
+        }
+        if let Some(range) = range {
+            request = request.header(RANGE, format!("bytes={}-{}", range.start, range.end - 1));
+        }
+        let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, token);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| transport_error(e, &self.what, &self.redactor))
     }
 
     /// The Authorization header for a `Bearer realm=...` or `Basic` challenge.
@@ -231,24 +238,9 @@ impl OciSource {
     async fn manifest(&self, reference: &str) -> Result<Manifest, StorageError> {
         let url = format!("{}/manifests/{reference}", self.image.base());
         let response = self.get(&url, Some(MANIFEST_TYPES), None).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(status_error(status, &self.what, &body, &self.redactor));
-        }
-        response.json().await.map_err(|e| StorageError::Remote {
-            what: self.what.clone(),
-            detail: format!("unexpected image manifest: {}", e.without_url()),
-            transient: false,
-        })
+        let response = successful(response, &self.what, &self.redactor).await?;
+        json_body(response, &self.what, "image manifest").await
     }
-}
-
-fn unreachable_response(what: &str) -> Result<reqwest::Response, StorageError> {
-    Err(StorageError::Denied {
-        what: what.to_string(),
-        detail: "the registry refused the credentials".into(),
-    })
 }
 
 /// `realm="https://auth",service="registry",scope="repository:x:pull"` as pairs.
@@ -329,6 +321,7 @@ impl Source for OciSource {
         );
         Box::pin(async move {
             let response = self.get(&url, None, range.as_ref()).await?;
+            let response = successful(response, &self.what, &self.redactor).await?;
             checked_body(response, range.is_some(), &self.what, &self.redactor).await
         })
     }
