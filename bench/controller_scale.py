@@ -233,7 +233,7 @@ def start_cluster(bench):
         "~/.cache/serval-kube/bin/kube-apiserver")
     if not etcd_bin or not os.path.isfile(apiserver_bin):
         sys.exit("need etcd on PATH and ~/.cache/serval-kube/bin/kube-apiserver: "
-                 "run `bash tools/build-kube-apiserver.sh`")
+                 "run `bash tools/build-kubernetes.sh`")
     client, peer = free_port(), free_port()
     etcd_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
     bench.spawn("etcd", [etcd_bin, "--name=serval-bench", f"--data-dir={d}/etcd",

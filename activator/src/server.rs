@@ -77,11 +77,11 @@ fn stack(routes: Arc<RouteTable>, throttler: Arc<Throttler>, max_retries: u32) -
         // A span per request, continuing the caller's trace, when an exporter is installed.
         .layer(TraceLayer::proxy(request_span))
         // Host or path -> service -> revision; unknown services get 404 before anything waits.
-        .layer(RoutingLayer::new(routes))
+        .layer(RoutingLayer::new(routes.clone()))
         // The service's rate limit: a refused request never takes a place in line.
         .layer(RateLimitLayer)
         // A slot on a pod, waiting at zero; a retry only when the request never left.
-        .layer(ThrottleLayer::new(throttler, max_retries))
+        .layer(ThrottleLayer::new(throttler, routes, max_retries))
         .service(Forward::default());
     BoxCloneSyncService::new(stack)
 }

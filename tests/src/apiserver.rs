@@ -1,5 +1,5 @@
 //! A real Kubernetes API server for tests: etcd and kube-apiserver 1.20 on loopback, built by
-//! `tools/build-kube-apiserver.sh` (from Debian's Kubernetes source and Go; etcd is Debian's
+//! `tools/build-kubernetes.sh` (from Debian's Kubernetes source and Go; etcd is Debian's
 //! `etcd-server`). Nothing else of a cluster runs: no controller-manager, scheduler or kubelet,
 //! so objects are stored, validated and served, but no controller acts on them (a Deployment
 //! gets no ReplicaSet, a namespace is never finalised).
@@ -24,7 +24,7 @@ use crate::{free_port, repo_root};
 /// much more on two cores busy compiling).
 const READY_WITHIN: Duration = Duration::from_secs(120);
 
-/// The cache `tools/build-kube-apiserver.sh` builds into.
+/// The cache `tools/build-kubernetes.sh` builds into.
 fn kube_cache() -> PathBuf {
     match std::env::var_os("SERVAL_KUBE_CACHE") {
         Some(dir) => PathBuf::from(dir),
@@ -35,7 +35,7 @@ fn kube_cache() -> PathBuf {
 }
 
 /// The kube-apiserver binary: `$SERVAL_KUBE_APISERVER`, or the one
-/// `tools/build-kube-apiserver.sh` leaves in its cache. Panics, saying how to build it, when
+/// `tools/build-kubernetes.sh` leaves in its cache. Panics, saying how to build it, when
 /// there is none: a Kubernetes test must not pass by not running.
 pub fn kube_apiserver_bin() -> PathBuf {
     let bin = std::env::var_os("SERVAL_KUBE_APISERVER")
@@ -43,7 +43,7 @@ pub fn kube_apiserver_bin() -> PathBuf {
         .unwrap_or_else(|| kube_cache().join("bin/kube-apiserver"));
     assert!(
         bin.is_file(),
-        "no kube-apiserver at {}: run `bash tools/build-kube-apiserver.sh` (about 5 minutes \
+        "no kube-apiserver at {}: run `bash tools/build-kubernetes.sh` (about 5 minutes \
          the first time; .ci/run does it before the tests)",
         bin.display()
     );
@@ -51,7 +51,7 @@ pub fn kube_apiserver_bin() -> PathBuf {
 }
 
 /// The etcd binary: `$SERVAL_ETCD`, or `etcd` on PATH (Debian's `etcd-server`, which
-/// `tools/build-kube-apiserver.sh` installs).
+/// `tools/build-kubernetes.sh` installs).
 pub fn etcd_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("SERVAL_ETCD") {
         return PathBuf::from(bin);
@@ -62,7 +62,7 @@ pub fn etcd_bin() -> PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "no etcd on PATH: run `bash tools/build-kube-apiserver.sh` (installs etcd-server)"
+                "no etcd on PATH: run `bash tools/build-kubernetes.sh` (installs etcd-server)"
             )
         })
 }
@@ -167,7 +167,7 @@ impl ApiServer {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the API server's temp dir");
 
-        make_credentials(&dir);
+        make_credentials(&dir, "IP:127.0.0.1,DNS:localhost");
 
         let (client_port, peer_port) = (free_port(), free_port());
         let etcd_url = format!("http://127.0.0.1:{client_port}");
@@ -467,10 +467,10 @@ impl Drop for ApiServer {
 
 /// A child process killed on drop, so that a panic half-way through `start` leaves none.
 #[derive(Debug)]
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Process {
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -483,18 +483,19 @@ impl Drop for Process {
 }
 
 /// The bearer token of the one user (tests only: it never leaves the machine).
-const TOKEN: &str = "serval-test-token";
+pub(crate) const TOKEN: &str = "serval-test-token";
 
-/// Writes, with openssl, a CA (`ca.crt`), a serving certificate for 127.0.0.1 and localhost
-/// signed by it (`apiserver.crt`, `apiserver.key`), the service-account signing key
-/// (`sa.key`), and the static token file (`tokens.csv`).
-fn make_credentials(dir: &Path) {
+/// Writes, with openssl, a CA (`ca.crt`), a serving certificate for `subject_alt_names`
+/// (openssl's syntax: `IP:127.0.0.1,DNS:localhost`) signed by it (`apiserver.crt`,
+/// `apiserver.key`), the service-account signing key (`sa.key`), and the static token file
+/// (`tokens.csv`).
+pub(crate) fn make_credentials(dir: &Path, subject_alt_names: &str) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .current_dir(dir)
             .args(args)
             .output()
-            .expect("run openssl (tools/build-kube-apiserver.sh installs it)");
+            .expect("run openssl (tools/build-kubernetes.sh installs it)");
         assert!(
             out.status.success(),
             "openssl {}: {}",
@@ -527,10 +528,12 @@ fn make_credentials(dir: &Path) {
     ]);
     std::fs::write(
         dir.join("apiserver.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
-         basicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName={subject_alt_names}\n\
+             basicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth\n"
+        ),
     )
     .expect("write apiserver.ext");
     openssl(
@@ -572,7 +575,7 @@ fn make_credentials(dir: &Path) {
     .expect("write tokens.csv");
 }
 
-fn log_file(dir: &Path, name: &str) -> std::fs::File {
+pub(crate) fn log_file(dir: &Path, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -30,11 +30,13 @@ fn serval_bins() -> &'static (PathBuf, PathBuf) {
     static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINS.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
+        // target/<profile>/deps/<test> (or target/<profile>/<bin>) -> target/<profile>
+        let parent = exe.parent().expect("target/<profile>/deps");
+        let profile_dir = if parent.file_name().is_some_and(|n| n == "deps") {
+            parent.parent().expect("target/<profile>")
+        } else {
+            parent
+        };
         let target_dir = profile_dir.parent().expect("target dir");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
@@ -94,6 +96,7 @@ pub fn helm_bin() -> PathBuf {
 }
 
 pub mod apiserver;
+pub mod cluster;
 pub mod backend;
 pub mod http_client;
 pub mod otlp;

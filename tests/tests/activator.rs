@@ -248,3 +248,50 @@ async fn a_full_line_gets_503_and_a_long_wait_gets_504() {
     assert_eq!(gateway.activator.total_queued(), 0);
     assert_eq!(gateway.autoscaler.pokes(), ["default/iris-predictor-1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_held_for_a_revision_that_loses_its_traffic_go_where_it_went() {
+    let gateway = Gateway::start(|_| {}).await;
+    // The first revision has no pod (it is going away, as at the end of a rollout).
+    let old = RevisionSettings {
+        timeout: Duration::from_secs(20),
+        ..RevisionSettings::new("default/iris-predictor-1")
+    };
+    let route =
+        ServiceRoute::new("default", "iris").with_canary(Component::Predictor, old, None, None);
+    gateway.routes.upsert(route).unwrap();
+    let iris = host("iris");
+    let held: Vec<_> = (0..5)
+        .map(|_| {
+            let (url, iris) = (gateway.url.clone(), iris.clone());
+            tokio::spawn(async move {
+                send_with(&http1(), "POST", &format!("{url}/"), &[("host", &iris)], "x")
+                    .await
+                    .expect("an answer")
+            })
+        })
+        .collect();
+    activator_harness::wait_for(Duration::from_secs(10), || async {
+        gateway.activator.queued("default/iris-predictor-1") == 5
+    })
+    .await;
+
+    // The new revision is ready and takes all of the traffic.
+    let v2 = gateway.pod("v2", &[]).await;
+    gateway
+        .add_ready_pods("default/iris-predictor-2", &[&v2])
+        .await;
+    let route = ServiceRoute::new("default", "iris").with_canary(
+        Component::Predictor,
+        RevisionSettings::new("default/iris-predictor-2"),
+        None,
+        None,
+    );
+    gateway.routes.upsert(route).unwrap();
+
+    for request in held {
+        let answer = request.await.unwrap();
+        assert_eq!((answer.status, answer.body.as_str()), (200, "v2:x"));
+    }
+    assert_eq!(gateway.activator.queued("default/iris-predictor-1"), 0);
+}

@@ -19,19 +19,28 @@ use crate::body::{hold_until_sent, ProxyBody, RequestBody};
 use crate::error::ActivatorError;
 use crate::proxy::{ForwardError, ForwardFuture, PodAddress};
 use crate::report::InFlight;
-use crate::routes::Resolved;
-use crate::throttler::Throttler;
+use crate::routes::{Resolved, RouteTable};
+use crate::throttler::{Lease, Throttler};
+
+/// How a wait for a slot ended.
+enum Waited {
+    Acquired(Result<Lease, ActivatorError>),
+    /// The request's revision no longer takes its traffic; this is where it goes now.
+    Moved(Resolved),
+}
 
 #[derive(Clone, Debug)]
 pub(crate) struct ThrottleLayer {
     throttler: Arc<Throttler>,
+    routes: Arc<RouteTable>,
     max_retries: u32,
 }
 
 impl ThrottleLayer {
-    pub(crate) fn new(throttler: Arc<Throttler>, max_retries: u32) -> Self {
+    pub(crate) fn new(throttler: Arc<Throttler>, routes: Arc<RouteTable>, max_retries: u32) -> Self {
         Self {
             throttler,
+            routes,
             max_retries,
         }
     }
@@ -44,6 +53,7 @@ impl<S> Layer<S> for ThrottleLayer {
         Throttle {
             inner,
             throttler: self.throttler.clone(),
+            routes: self.routes.clone(),
             max_retries: self.max_retries,
         }
     }
@@ -53,6 +63,7 @@ impl<S> Layer<S> for ThrottleLayer {
 pub(crate) struct Throttle<S> {
     inner: S,
     throttler: Arc<Throttler>,
+    routes: Arc<RouteTable>,
     max_retries: u32,
 }
 
@@ -80,26 +91,60 @@ where
             let error = ActivatorError::BadRequest("the request was not routed".into());
             return ready(error.into_response());
         };
-        let settings = resolved.revision;
-        let revision = self.throttler.revision(&settings.name);
+        let mut settings = resolved.revision.clone();
+        let mut revision = self.throttler.revision(&settings.name);
         let deadline = Instant::now() + settings.timeout;
-        let in_flight = InFlight::start(revision.clone());
+        let mut in_flight = InFlight::start(revision.clone());
         let (mut inner, max_retries) = (self.inner.clone(), self.max_retries);
+        let (throttler, routes) = (self.throttler.clone(), self.routes.clone());
+        let mut route_changes = routes.subscribe();
         Box::pin(async move {
             let mut request = request;
+            let mut resolved = resolved;
             let mut retries = 0;
             loop {
-                let acquire = revision.acquire(&settings, deadline);
-                let acquired = if trace_context::enabled() {
-                    let span = tracing::info_span!(
-                        "activator.wait",
-                        serval.revision = %settings.name,
-                        serval.at_zero = revision.healthy_pods() == 0,
-                        serval.retry = retries,
-                    );
-                    acquire.instrument(span).await
-                } else {
-                    acquire.await
+                let waited = {
+                    let acquire = revision.acquire(&settings, deadline);
+                    let acquire = async {
+                        if trace_context::enabled() {
+                            let span = tracing::info_span!(
+                                "activator.wait",
+                                serval.revision = %settings.name,
+                                serval.at_zero = revision.healthy_pods() == 0,
+                                serval.retry = retries,
+                            );
+                            acquire.instrument(span).await
+                        } else {
+                            acquire.await
+                        }
+                    };
+                    tokio::pin!(acquire);
+                    // While it waits, traffic may move off its revision (a rollout finished
+                    // and the old revision is going away): then it waits for the revision
+                    // that takes its traffic now, with the same deadline.
+                    loop {
+                        tokio::select! {
+                            biased;
+                            acquired = &mut acquire => break Waited::Acquired(acquired),
+                            Ok(()) = route_changes.changed() => {
+                                if let Some(moved) = routes.reroute(&resolved) {
+                                    break Waited::Moved(moved);
+                                }
+                            }
+                        }
+                    }
+                };
+                let acquired = match waited {
+                    Waited::Acquired(acquired) => acquired,
+                    Waited::Moved(moved) => {
+                        tracing::debug!(from = %settings.name, to = %moved.revision.name,
+                            "traffic moved while the request waited");
+                        settings = moved.revision.clone();
+                        revision = throttler.revision(&settings.name);
+                        in_flight = InFlight::start(revision.clone());
+                        resolved = moved;
+                        continue;
+                    }
                 };
                 let lease = match acquired {
                     Ok(lease) => lease,

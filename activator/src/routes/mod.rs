@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::layers::rate_limit::Limiter;
 use crate::split;
 
@@ -171,7 +173,7 @@ pub enum RouteError {
 
 /// One traffic target as the request path sees it.
 #[derive(Debug)]
-struct Target {
+pub(crate) struct Target {
     revision: Arc<RevisionSettings>,
     percent: u32,
     tag: Option<String>,
@@ -191,6 +193,8 @@ pub(crate) struct ServiceEntry {
 pub struct RouteTable {
     domain: String,
     services: RwLock<HashMap<(String, String), Arc<ServiceEntry>>>,
+    /// Bumped on every change, so requests held for a revision learn when traffic moves.
+    changes: watch::Sender<u64>,
 }
 
 impl RouteTable {
@@ -198,7 +202,17 @@ impl RouteTable {
         Self {
             domain: domain.into().trim_matches('.').to_ascii_lowercase(),
             services: RwLock::new(HashMap::new()),
+            changes: watch::Sender::new(0),
         }
+    }
+
+    /// Wakes on every change of the table after this call.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
     }
 
     /// Adds or replaces a service. A rate limiter survives an update that keeps its limit.
@@ -234,12 +248,15 @@ impl RouteTable {
             components,
         };
         services.insert(key, Arc::new(entry));
+        drop(services);
+        self.changed();
         Ok(())
     }
 
     pub fn remove(&self, namespace: &str, name: &str) {
         self.write()
             .remove(&(namespace.to_string(), name.to_string()));
+        self.changed();
     }
 
     /// The routes known now, sorted by namespace and name.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Component, RevisionSettings, RouteTable, ServiceEntry};
+use super::{Component, RevisionSettings, RouteTable, ServiceEntry, Target};
 use crate::error::ActivatorError;
 use crate::split;
 
@@ -20,6 +20,10 @@ pub(crate) struct Resolved {
     pub(crate) revision: Arc<RevisionSettings>,
     /// The path and query to forward, when the `/serving/...` prefix was stripped.
     pub(crate) path: Option<String>,
+    /// What picked the revision, to pick again if traffic moves while the request waits.
+    component: Component,
+    tag: Option<String>,
+    roll: u32,
 }
 
 /// What the request says about where it goes.
@@ -66,25 +70,43 @@ impl RouteTable {
         };
         let targets = service.components.get(&component).ok_or_else(no_revision)?;
         let tag = host_tag.or(request.tag_header.filter(|_| service.route.tag_routing));
-        let target = match tag {
-            Some(tag) => targets
-                .iter()
-                .find(|t| t.tag.as_deref() == Some(tag))
-                .ok_or_else(|| ActivatorError::UnknownTag {
-                    service: service.id.clone(),
-                    tag: tag.to_string(),
-                })?,
-            None => split::pick(targets, |t| t.percent, request.roll).ok_or_else(no_revision)?,
-        };
-        let revision = target.revision.clone();
+        let revision = pick(&service, targets, tag, request.roll)?;
         Ok(Resolved {
-            service,
             revision,
             path,
+            component,
+            tag: tag.map(str::to_string),
+            roll: request.roll,
+            service,
         })
     }
 
-    /// `<label>.<namespace>.<domain>` (or a cluster-internal suffix) -> (namespace, label).
+    /// Where a request resolved earlier goes now, when its revision no longer takes traffic
+    /// of its component (a rollout finished, a canary was promoted or rolled back while the
+    /// request was held). `None` while the revision still takes traffic, or when the service
+    /// or component is gone (the request then keeps waiting for its own deadline).
+    pub(crate) fn reroute(&self, resolved: &Resolved) -> Option<Resolved> {
+        let route = &resolved.service.route;
+        let service = self.get(&route.namespace, &route.name)?;
+        let targets = service.components.get(&resolved.component)?;
+        if targets
+            .iter()
+            .any(|t| t.percent > 0 && t.revision.name == resolved.revision.name)
+        {
+            return None;
+        }
+        let revision = pick(&service, targets, resolved.tag.as_deref(), resolved.roll).ok()?;
+        Some(Resolved {
+            revision,
+            path: resolved.path.clone(),
+            component: resolved.component,
+            tag: resolved.tag.clone(),
+            roll: resolved.roll,
+            service,
+        })
+    }
+
+        /// `<label>.<namespace>.<domain>` (or a cluster-internal suffix) -> (namespace, label).
     fn host_route(&self, host: &str) -> Option<(String, String)> {
         let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
         let suffixes = std::iter::once(self.domain.as_str()).chain(CLUSTER_SUFFIXES);
@@ -122,6 +144,30 @@ impl RouteTable {
         }
         None
     }
+}
+
+/// The tagged revision, or the split's pick for `roll`.
+fn pick(
+    service: &ServiceEntry,
+    targets: &[Target],
+    tag: Option<&str>,
+    roll: u32,
+) -> Result<Arc<RevisionSettings>, ActivatorError> {
+    let target = match tag {
+        Some(tag) => targets
+            .iter()
+            .find(|t| t.tag.as_deref() == Some(tag))
+            .ok_or_else(|| ActivatorError::UnknownTag {
+                service: service.id.clone(),
+                tag: tag.to_string(),
+            })?,
+        None => split::pick(targets, |t| t.percent, roll).ok_or_else(|| {
+            ActivatorError::NoRevision {
+                service: service.id.clone(),
+            }
+        })?,
+    };
+    Ok(target.revision.clone())
 }
 
 fn strip_port(host: &str) -> &str {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-pub(crate) use revision::{PodHandle, RevisionThrottle};
+pub(crate) use revision::{Lease, PodHandle, RevisionThrottle};
 
 /// A revision without a healthy pod pokes the autoscaler at most this often.
 const POKE_INTERVAL: Duration = Duration::from_secs(1);

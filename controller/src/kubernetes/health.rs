@@ -1,7 +1,8 @@
 //! A revision's health as its Deployment and pods show it: ready when a replica is ready;
 //! failed when a pod cannot start without a change (an image that cannot be pulled, a
 //! model server or storage initializer that keeps exiting, a Deployment past its progress
-//! deadline); not ready otherwise (starting, or scaled to zero).
+//! deadline); waiting when the scheduler cannot place a pod (until a node can take it); not
+//! ready otherwise (starting, or scaled to zero).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
@@ -45,6 +46,23 @@ fn stuck(status: &ContainerStatus, init: bool) -> Option<(String, String)> {
     None
 }
 
+/// A pod the scheduler could not place, with the scheduler's reason ("0/3 nodes are
+/// available: 3 Insufficient nvidia.com/gpu.").
+fn unschedulable(pod: &Pod) -> Option<RevisionHealth> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    let scheduled = conditions.iter().find(|c| c.type_ == "PodScheduled")?;
+    (scheduled.status == "False" && scheduled.reason.as_deref() == Some("Unschedulable")).then(
+        || RevisionHealth::Waiting {
+            reason: "Unschedulable".to_string(),
+            message: format!(
+                "pod {}: {}",
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                scheduled.message.as_deref().unwrap_or("no node can take it")
+            ),
+        },
+    )
+}
+
 /// The health of the revision whose Deployment is `deployment` and pods are `pods`.
 pub fn revision_health(deployment: &Deployment, pods: &[&Pod]) -> RevisionHealth {
     let status = deployment.status.as_ref();
@@ -72,6 +90,9 @@ pub fn revision_health(deployment: &Deployment, pods: &[&Pod]) -> RevisionHealth
                 return RevisionHealth::Failed { reason, message };
             }
         }
+    }
+    if let Some(waiting) = pods.iter().find_map(|pod| unschedulable(pod)) {
+        return waiting;
     }
     let conditions = status.and_then(|s| s.conditions.as_ref());
     for condition in conditions.into_iter().flatten() {

@@ -357,6 +357,20 @@ fn health_reads_ready_replicas_and_stuck_containers() {
         }
         other => panic!("{other:?}"),
     }
+    let pending = pod(json!({"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    }]}));
+    match revision_health(&deployment(json!({})), &[&pending]) {
+        RevisionHealth::Waiting { reason, message } => {
+            assert_eq!(reason, "Unschedulable");
+            assert_eq!(
+                message,
+                "pod p: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let crashing_init = pod(json!({"initContainerStatuses": [{
         "name": "storage-initializer", "ready": false, "restartCount": 3, "image": "x", "imageID": "",
         "state": {"waiting": {"reason": "CrashLoopBackOff"}},

@@ -54,6 +54,9 @@ pub enum RevisionHealth {
     Ready,
     /// No replica is ready (starting, or scaled to zero).
     NotReady,
+    /// No replica is ready, and the cluster says why, which may pass without a change to the
+    /// service (a pod that no node can take until one with the resource it asks for joins).
+    Waiting { reason: String, message: String },
     /// It cannot become ready without a change: an image that cannot be pulled, a model
     /// server that exits, a model that does not load.
     Failed { reason: String, message: String },

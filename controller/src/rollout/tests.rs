@@ -506,3 +506,28 @@ fn tag_routing_publishes_a_url_per_tag() {
     );
     assert_eq!(traffic[0].latest_revision, Some(true));
 }
+
+#[test]
+fn a_revision_no_node_can_take_says_why_and_fails_only_past_the_deadline() {
+    let mut w = World::new(ISVC);
+    w.step();
+    let waiting = RevisionHealth::Waiting {
+        reason: "Unschedulable".to_string(),
+        message: "pod p: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.".to_string(),
+    };
+    w.set("iris-predictor-1", waiting);
+    w.step();
+    let (status, reason) = w.condition("PredictorReady");
+    assert_eq!((status.as_str(), reason.as_deref()), ("Unknown", Some("Unschedulable")));
+    assert_eq!(w.condition("Ready").1.as_deref(), Some("Unschedulable"));
+    // Still the revision requests wait for (a GPU node may join).
+    assert_eq!(
+        w.traffic("predictor"),
+        [t("iris-predictor-1", 100, "latest")]
+    );
+
+    w.now += PROGRESS_DEADLINE * 2;
+    w.step();
+    let (status, reason) = w.condition("PredictorReady");
+    assert_eq!((status.as_str(), reason.as_deref()), ("False", Some("ProgressDeadlineExceeded")));
+}

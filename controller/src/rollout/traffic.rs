@@ -74,18 +74,24 @@ fn effective(
     now: SystemTime,
 ) -> RevisionHealth {
     match &revision.health {
-        RevisionHealth::NotReady if was_ready.contains(revision.name.as_str()) => {
+        RevisionHealth::NotReady | RevisionHealth::Waiting { .. }
+            if was_ready.contains(revision.name.as_str()) =>
+        {
             RevisionHealth::Ready
         }
-        RevisionHealth::NotReady
+        RevisionHealth::NotReady | RevisionHealth::Waiting { .. }
             if now
                 .duration_since(revision.created)
                 .is_ok_and(|age| age > PROGRESS_DEADLINE) =>
         {
+            let why = match &revision.health {
+                RevisionHealth::Waiting { message, .. } => format!(": {message}"),
+                _ => String::new(),
+            };
             RevisionHealth::Failed {
                 reason: "ProgressDeadlineExceeded".to_string(),
                 message: format!(
-                    "no replica became ready within {} s",
+                    "no replica became ready within {} s{why}",
                     PROGRESS_DEADLINE.as_secs()
                 ),
             }
@@ -234,6 +240,9 @@ pub(crate) fn decide(
                 "RevisionProgressing",
                 format!("revision {name} has no ready replica yet"),
             ),
+            Some((_, name, RevisionHealth::Waiting { reason, message })) => {
+                Readiness::unknown(reason, format!("revision {name}: {message}"))
+            }
             None => Readiness::unknown("RevisionMissing", "no revision yet".to_string()),
         },
     };

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Builds a real kube-apiserver (Kubernetes 1.20.2) for the Kubernetes API tests, from the
-# source Debian ships (its orig tarball carries the vendor/ tree, so the build needs no Go
-# module downloads), with the Go toolchain and etcd from Debian's packages. The machines here
-# reach only package registries, so there is no prebuilt binary to fetch.
+# Builds real Kubernetes 1.20.2 binaries for the tests: kube-apiserver for the Kubernetes API
+# tests, and kubelet, kube-controller-manager, kube-scheduler and kube-proxy for the one-node
+# cluster (tests/src/cluster.rs, tools/cluster.sh). From the source Debian ships (its orig
+# tarball carries the vendor/ tree, so the build needs no Go module downloads), with the Go
+# toolchain and etcd from Debian's packages. The machines here reach only package registries,
+# so there is no prebuilt binary to fetch.
 #
-# Idempotent: when the binary is already in the cache, it only checks that etcd and openssl
-# are there. A cold run takes about 5 minutes on 2 shared cores (the Go build runs under
-# `nice -n 15`); afterwards only the binary (~100 MB) and the tarball stay in the cache.
+# Idempotent: when the binaries are already in the cache, it only checks that etcd and openssl
+# are there. A cold run takes about 12 minutes on 2 shared cores (the Go build runs under
+# `nice -n 15`, all five binaries in one `go build`); afterwards only the binaries (~400 MB)
+# and the tarball stay in the cache.
 #
-#   SERVAL_KUBE_CACHE  cache dir (default ~/.cache/serval-kube); the binary lands in
-#                      $SERVAL_KUBE_CACHE/bin/kube-apiserver, GOCACHE/GOPATH live beside it
-#                      while it builds.
+#   SERVAL_KUBE_CACHE  cache dir (default ~/.cache/serval-kube); the binaries land in
+#                      $SERVAL_KUBE_CACHE/bin/, GOCACHE/GOPATH live beside them while they
+#                      build.
 #
 # Debian 12's golang-go is Go 1.19; Kubernetes 1.20 was released with Go 1.15. Three steps make
 # it build and run with 1.19, each explained where it happens below: a layout fix to
@@ -25,27 +28,29 @@ tarball_sha256=b83c0780efb182d928dc63d46488a847f161f04e40a94b96bf5247dd671ecdfc
 cache="${SERVAL_KUBE_CACHE:-$HOME/.cache/serval-kube}"
 # Debian's source of github.com/modern-go/reflect2 1.0.2 (see update_reflect2 below).
 reflect2=/usr/share/gocode/src/github.com/modern-go/reflect2
-bin="$cache/bin/kube-apiserver"
+binaries=(kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy)
+absent=()
+for b in "${binaries[@]}"; do [ -x "$cache/bin/$b" ] || absent+=("$b"); done
 
 # Debian packages: etcd for the API server to store into and openssl for the tests' keys;
 # to build, Go, reflect2's source and curl.
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-if [ ! -x "$bin" ]; then
+if [ "${#absent[@]}" -gt 0 ]; then
     command -v go >/dev/null 2>&1 || missing+=(golang-go)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     [ -f "$reflect2/go_above_118.go" ] || missing+=(golang-github-modern-go-reflect2-dev)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
-    echo "build-kube-apiserver: installing ${missing[*]} with apt"
+    echo "build-kubernetes: installing ${missing[*]} with apt"
     if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ -x "$bin" ]; then
-    echo "build-kube-apiserver: $bin is there; etcd is $(command -v etcd)"
+if [ "${#absent[@]}" -eq 0 ]; then
+    echo "build-kubernetes: ${binaries[*]} are in $cache/bin; etcd is $(command -v etcd)"
     exit 0
 fi
 
@@ -88,7 +93,7 @@ with open(path, "w") as out:
         header, notes, pkgs = modules[m]
         out.write("\n".join([header, *notes, *pkgs]) + "\n")
     out.write("\n".join(wildcards) + "\n")
-print(f"build-kube-apiserver: vendor/modules.txt rewritten for Go >= 1.17: {len(order)} modules, {len(packages)} packages")
+print(f"build-kubernetes: vendor/modules.txt rewritten for Go >= 1.17: {len(order)} modules, {len(packages)} packages")
 PY
 }
 
@@ -106,21 +111,21 @@ update_reflect2() {
     sed -i '/^\s*github.com\/modern-go\/reflect2 => /s/v1\.0\.1/v1.0.2/g' "$1/go.mod"
     sed -i '/^# github.com\/modern-go\/reflect2 /s/v1\.0\.1/v1.0.2/g' "$1/vendor/modules.txt"
     grep -q 'modern-go/reflect2 v1.0.2$' "$1/go.mod"
-    echo "build-kube-apiserver: vendored github.com/modern-go/reflect2 1.0.1 replaced by Debian's 1.0.2"
+    echo "build-kubernetes: vendored github.com/modern-go/reflect2 1.0.1 replaced by Debian's 1.0.2"
 }
 
 if [ ! -f "$src/.extracted" ]; then
     if ! echo "$tarball_sha256  $tarball" | sha256sum -c --status 2>/dev/null; then
-        echo "build-kube-apiserver: downloading Kubernetes $version source (34 MB) from Debian"
+        echo "build-kubernetes: downloading Kubernetes $version source (34 MB) from Debian"
         curl -fsSL --retry 3 -o "$tarball.part" "$tarball_url"
         mv "$tarball.part" "$tarball"
         echo "$tarball_sha256  $tarball" | sha256sum -c --status || {
-            echo "build-kube-apiserver: sha256 mismatch for $tarball" >&2
+            echo "build-kubernetes: sha256 mismatch for $tarball" >&2
             rm -f "$tarball"
             exit 1
         }
     fi
-    echo "build-kube-apiserver: extracting"
+    echo "build-kubernetes: extracting"
     rm -rf "$src"
     mkdir -p "$src"
     tar xzf "$tarball" -C "$src" --strip-components=1
@@ -133,14 +138,14 @@ start=$(date +%s)
 export GOCACHE="$cache/go-build" GOPATH="$cache/gopath" GOFLAGS=-mod=vendor GO111MODULE=on
 export GOPROXY=off CGO_ENABLED=0
 
-# The source tarball, like a git checkout, lacks one generated file kube-apiserver needs:
+# The source tarball, like a git checkout, lacks one generated file the binaries need:
 # pkg/generated/openapi/zz_generated.openapi.go (`make` writes it). Generate it as
 # Makefile.generated_files does: openapi-gen from vendor/, run in a GOPATH tree (GO111MODULE=off,
 # as hack/lib/init.sh sets) over every package tagged +k8s:openapi-gen, less code-generator's
 # and sample-apiserver's. (Its API-rule report matches api/api-rules/violation_exceptions.list.)
 openapi="$src/pkg/generated/openapi/zz_generated.openapi.go"
 if [ ! -f "$openapi" ]; then
-    echo "build-kube-apiserver: generating $openapi"
+    echo "build-kubernetes: generating $openapi"
     (cd "$src" && nice -n 15 go build -trimpath -o "$cache/bin/openapi-gen" k8s.io/kube-openapi/cmd/openapi-gen)
     gopath_gen="$cache/gopath-gen"
     mkdir -p "$gopath_gen/src/k8s.io"
@@ -160,7 +165,7 @@ if [ ! -f "$openapi" ]; then
             -r "$cache/src/openapi-violations.report") || { rm -f "$openapi"; exit 1; }
 fi
 
-echo "build-kube-apiserver: building kube-apiserver $version with $(go version | cut -d' ' -f3) (cold: about 5 minutes on 2 cores)"
+echo "build-kubernetes: building ${absent[*]} $version with $(go version | cut -d' ' -f3) (cold: about 12 minutes on 2 cores)"
 ldflags="-s -w"
 ldflags+=" -X k8s.io/component-base/version.gitVersion=v$version"
 ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
@@ -169,10 +174,12 @@ ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
 ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$version"
 ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1"
 ldflags+=" -X k8s.io/client-go/pkg/version.gitMinor=20"
-(cd "$src" && nice -n 15 go build -mod=vendor -trimpath -ldflags="$ldflags" -o "$bin.part" ./cmd/kube-apiserver)
-mv "$bin.part" "$bin"
-echo "build-kube-apiserver: built $bin in $(($(date +%s) - start)) s"
-"$bin" --version
+out="$cache/bin/.part"
+rm -rf "$out" && mkdir -p "$out"
+(cd "$src" && nice -n 15 go build -mod=vendor -trimpath -ldflags="$ldflags" -o "$out/" "${absent[@]/#/./cmd/}")
+for b in "${absent[@]}"; do mv "$out/$b" "$cache/bin/$b"; "$cache/bin/$b" --version; done
+rmdir "$out"
+echo "build-kubernetes: built ${absent[*]} in $(($(date +%s) - start)) s"
 # Nothing else is needed once the binary is there: drop the 1.5 GB of sources and Go caches.
 chmod -R u+w "$GOPATH" 2>/dev/null || true
 rm -rf "$src" "$GOCACHE" "$GOPATH" "$cache/gopath-gen" "$cache/bin/openapi-gen"
