@@ -166,6 +166,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/wait-for-drain", get(wait_for_drain))
+        // Kubelets before 1.23 join the hook's port and path with a '/' of their own, so the
+        // model server's preStop hook asks for `//wait-for-drain`; unanswered, it would
+        // return at once and the model server would stop before the queue-proxy drained.
+        .route("//wait-for-drain", get(wait_for_drain))
         .with_state(shared)
 }
 
@@ -251,6 +255,24 @@ mod tests {
         let (status, body) = get(&shared, "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body, r#"{"draining":true,"ready":true}"#);
+    }
+
+    #[tokio::test]
+    async fn wait_for_drain_answers_once_drained_under_both_spellings() {
+        for path in ["/wait-for-drain", "//wait-for-drain"] {
+            let shared = shared();
+            let waiting = tokio::spawn({
+                let shared = shared.clone();
+                async move { get(&shared, path).await.0 }
+            });
+            tokio::task::yield_now().await;
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!waiting.is_finished(), "{path} answered before the drain");
+            let _ = shared.drained.send(true);
+            assert_eq!(waiting.await.unwrap(), StatusCode::OK, "{path}");
+        }
     }
 
     #[tokio::test]

@@ -394,10 +394,14 @@ secrets:
         .unwrap()
         .contains(&json!("--request-timeout=60s")));
     assert_eq!(sidecar["readinessProbe"]["httpGet"]["path"], "/healthz");
+    // The model server stops only once the queue-proxy has drained; the queue-proxy
+    // drains on its own SIGTERM.
     assert_eq!(
-        sidecar["lifecycle"]["preStop"]["httpGet"]["path"],
+        runtime["lifecycle"]["preStop"]["httpGet"]["path"],
         "/wait-for-drain"
     );
+    assert_eq!(runtime["lifecycle"]["preStop"]["httpGet"]["port"], 9091);
+    assert!(sidecar["lifecycle"].is_null(), "{}", sidecar["lifecycle"]);
     assert!(sidecar["ports"]
         .as_array()
         .unwrap()

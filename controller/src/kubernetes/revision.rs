@@ -341,6 +341,17 @@ pub fn revision_deployment(
         .get_or_insert_with(Vec::new)
         .extend([env("PORT", &RUNTIME_PORT.to_string())]);
     runtime.termination_message_policy = Some("FallbackToLogsOnError".to_string());
+    // As Knative does for the user container: when the pod is told to stop, the model server
+    // keeps serving until the queue-proxy has drained (it fails readiness, takes what is
+    // still routed to it, finishes what it holds), so no accepted request finds the model
+    // server gone. The queue-proxy itself drains on its own SIGTERM.
+    let lifecycle = runtime.lifecycle.get_or_insert_with(Default::default);
+    if lifecycle.pre_stop.is_none() {
+        lifecycle.pre_stop = serde_json::from_value(json!({
+            "httpGet": {"path": "/wait-for-drain", "port": ADMIN_PORT}
+        }))
+        .ok();
+    }
 
     let mut queue_proxy_args = vec![
         format!("--listen=0.0.0.0:{QUEUE_PROXY_PORT}"),
@@ -373,7 +384,6 @@ pub fn revision_deployment(
             "periodSeconds": 1,
             "failureThreshold": 1
         },
-        "lifecycle": {"preStop": {"httpGet": {"path": "/wait-for-drain", "port": ADMIN_PORT_NAME}}},
         "resources": {
             "requests": {"cpu": "25m", "memory": "16Mi"},
             "limits": {"memory": "128Mi"}
