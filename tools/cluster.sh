@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/build-kubernetes.sh
 bash tools/install-cluster-packages.sh
-bash tools/make-test-models.sh >/dev/null   # the venv whose onnxruntime goes into the image
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/serval-target}"
-cargo build --quiet -p serval --bins
+# It builds the serval binaries itself (and the test venv whose onnxruntime goes into the
+# image, on first use).
 cargo build --quiet -p serval-tests --bin serval-test-cluster
 exec "$CARGO_TARGET_DIR/debug/serval-test-cluster"

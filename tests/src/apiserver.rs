@@ -61,9 +61,7 @@ pub fn etcd_bin() -> PathBuf {
         .map(|dir| dir.join("etcd"))
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
-            panic!(
-                "no etcd on PATH: run `bash tools/build-kubernetes.sh` (installs etcd-server)"
-            )
+            panic!("no etcd on PATH: run `bash tools/build-kubernetes.sh` (installs etcd-server)")
         })
 }
 
@@ -490,19 +488,7 @@ pub(crate) const TOKEN: &str = "serval-test-token";
 /// `apiserver.key`), the service-account signing key (`sa.key`), and the static token file
 /// (`tokens.csv`).
 pub(crate) fn make_credentials(dir: &Path, subject_alt_names: &str) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("run openssl (tools/build-kubernetes.sh installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| openssl(dir, args);
     let days = ["-days", "7"];
     openssl(
         &[
@@ -573,6 +559,21 @@ pub(crate) fn make_credentials(dir: &Path, subject_alt_names: &str) {
         format!("{TOKEN},serval-test,serval-test,system:masters\n"),
     )
     .expect("write tokens.csv");
+}
+
+/// Runs `openssl args` in `dir`, panicking with its stderr when it fails.
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl (tools/build-kubernetes.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub(crate) fn log_file(dir: &Path, name: &str) -> std::fs::File {

@@ -96,8 +96,8 @@ pub fn helm_bin() -> PathBuf {
 }
 
 pub mod apiserver;
-pub mod cluster;
 pub mod backend;
+pub mod cluster;
 pub mod http_client;
 pub mod otlp;
 pub mod readme;

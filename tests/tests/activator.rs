@@ -265,9 +265,15 @@ async fn requests_held_for_a_revision_that_loses_its_traffic_go_where_it_went() 
         .map(|_| {
             let (url, iris) = (gateway.url.clone(), iris.clone());
             tokio::spawn(async move {
-                send_with(&http1(), "POST", &format!("{url}/"), &[("host", &iris)], "x")
-                    .await
-                    .expect("an answer")
+                send_with(
+                    &http1(),
+                    "POST",
+                    &format!("{url}/"),
+                    &[("host", &iris)],
+                    "x",
+                )
+                .await
+                .expect("an answer")
             })
         })
         .collect();

@@ -18,7 +18,7 @@ use serval_tests::runtime::Runtime;
 mod cluster_steps;
 
 use cluster_steps::load::{self, Load};
-use cluster_steps::{cold_start, pod_usage, ColdStart, Steps, EVENTS};
+use cluster_steps::{cold_start, ColdStart, Steps, UsageSample, EVENTS};
 
 const NAMESPACE: &str = "default";
 
@@ -128,15 +128,44 @@ const TRANSFORMER_IMAGE: &str = "serval.local/iris-transformer:test";
 /// xgboost-iris with another model (format, directory) and an optional canary percent.
 fn xgboost_iris_with(model: (&str, &str), canary: Option<u32>) -> String {
     let (format, dir) = model;
-    let canary = canary.map_or(String::new(), |p| format!("    canaryTrafficPercent: {p}\n"));
+    let canary = canary.map_or(String::new(), |p| {
+        format!("    canaryTrafficPercent: {p}\n")
+    });
     XGBOOST_IRIS
         .replace("name: xgboost\n", &format!("name: {format}\n"))
         .replace("iris-xgboost", dir)
-        .replace("    minReplicas: 0\n", &format!("    minReplicas: 0\n{canary}"))
+        .replace(
+            "    minReplicas: 0\n",
+            &format!("    minReplicas: 0\n{canary}"),
+        )
 }
 
 /// A transformer (this build's iris-transformer) in front of the XGBoost model.
-const TRANSFORMED_IRIS: &str = r#"apiVersion: serving.kserve.io/v1beta1
+/// The XGBoost iris predictor of the examples below: `spec` is added to the predictor's
+/// fields and `limits` to its model's resource limits (both as indented YAML lines).
+fn iris_predictor(spec: &str, limits: &str) -> String {
+    format!(
+        r#"  predictor:
+    minReplicas: 0
+{spec}    model:
+      modelFormat:
+        name: xgboost
+      storageUri: pvc://example-models/iris-xgboost
+      resources:
+        requests:
+          cpu: 100m
+          memory: 128Mi
+        limits:
+          cpu: "1"
+          memory: 512Mi
+{limits}"#
+    )
+}
+
+/// A transformer (this build's iris-transformer) in front of the XGBoost model.
+fn transformed_iris() -> String {
+    format!(
+        r#"apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata:
   name: iris-transformed
@@ -145,7 +174,7 @@ spec:
     minReplicas: 0
     containers:
       - name: kserve-container
-        image: serval.local/iris-transformer:test
+        image: {TRANSFORMER_IMAGE}
         resources:
           requests:
             cpu: 50m
@@ -153,43 +182,18 @@ spec:
           limits:
             cpu: 500m
             memory: 128Mi
-  predictor:
-    minReplicas: 0
-    model:
-      modelFormat:
-        name: xgboost
-      storageUri: pvc://example-models/iris-xgboost
-      resources:
-        requests:
-          cpu: 100m
-          memory: 128Mi
-        limits:
-          cpu: "1"
-          memory: 512Mi
-"#;
+{}"#,
+        iris_predictor("", "")
+    )
+}
 
 /// A model that asks for a GPU this node does not have, with a 10 s request timeout.
-const GPU_IRIS: &str = r#"apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: gpu-iris
-spec:
-  predictor:
-    minReplicas: 0
-    timeout: 10
-    model:
-      modelFormat:
-        name: xgboost
-      storageUri: pvc://example-models/iris-xgboost
-      resources:
-        requests:
-          cpu: 100m
-          memory: 128Mi
-        limits:
-          cpu: "1"
-          memory: 512Mi
-          nvidia.com/gpu: "1"
-"#;
+fn gpu_iris() -> String {
+    format!(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: gpu-iris\nspec:\n{}",
+        iris_predictor("    timeout: 10\n", "          nvidia.com/gpu: \"1\"\n")
+    )
+}
 
 const IRIS_REQUEST: &str =
     r#"{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[6.8,2.8,4.8,1.4]}]}"#;
@@ -212,12 +216,16 @@ fn serval_on_a_real_node() {
 
     // The models' volume first: its binding is the PV controller's, not Serval's.
     apply(&cluster, &models_volume());
-    wait_for(&mut cluster, "the models' PersistentVolumeClaim to be Bound", |c| {
-        c.json(&format!(
-            "/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/example-models"
-        ))
-        .is_some_and(|pvc| pvc["status"]["phase"] == "Bound")
-    });
+    wait_for(
+        &mut cluster,
+        "the models' PersistentVolumeClaim to be Bound",
+        |c| {
+            c.json(&format!(
+                "/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/example-models"
+            ))
+            .is_some_and(|pvc| pvc["status"]["phase"] == "Bound")
+        },
+    );
 
     // --- helm install: the three Deployments become Ready ---------------------------
     let values = cluster_file(&cluster, "values.yaml", VALUES);
@@ -341,7 +349,10 @@ fn serval_on_a_real_node() {
             isvc(&cluster, "xgboost-iris").is_some_and(|isvc| condition_true(&isvc, "Ready")),
             "xgboost-iris is not Ready at zero replicas"
         );
-        idle_usage = pod_usage(&cluster);
+        // Serval's own pods, with nothing to do (a measuring window, not a wait).
+        let idle_from = UsageSample::take(&cluster);
+        std::thread::sleep(Duration::from_secs(3));
+        idle_usage = UsageSample::take(&cluster).since(&idle_from);
         let run = cold_start(&cluster, &tokio, &activator, "xgboost-iris", &revision);
         assert_eq!(run.answer.status, 200, "cold start: {}", run.answer.body);
         assert_eq!(outputs(&run.answer.json()), expected, "after a cold start");
@@ -353,6 +364,7 @@ fn serval_on_a_real_node() {
     // --- under load: replicas go up; a pod deleted under load loses no request -------
     let infer_path = "/v2/models/xgboost-iris/infer";
     let mut loaded_usage = Vec::new();
+    let mut load_from = None;
     let mut deleted_one = false;
     let under_load = load::run(
         &tokio,
@@ -366,8 +378,14 @@ fn serval_on_a_real_node() {
         },
         Duration::from_secs(10),
         |elapsed, peak| {
-            if loaded_usage.is_empty() && elapsed > Duration::from_secs(8) {
-                loaded_usage = pod_usage(&cluster);
+            // CPU and memory over the load's 4th to 9th second.
+            if load_from.is_none() && elapsed > Duration::from_secs(4) {
+                load_from = Some(UsageSample::take(&cluster));
+            }
+            if let Some(from) = load_from.as_ref().filter(|_| loaded_usage.is_empty()) {
+                if elapsed > Duration::from_secs(9) {
+                    loaded_usage = UsageSample::take(&cluster).since(from);
+                }
             }
             // Once two pods serve, delete one (as a drain or an eviction would).
             let pods = revision_pods(&cluster, &revision);
@@ -381,9 +399,18 @@ fn serval_on_a_real_node() {
         || ready_pods(&cluster, &revision),
     );
     println!("under load: {under_load}");
-    assert!(under_load.peak_pods >= 2, "replicas never went above one: {under_load}");
-    assert!(under_load.action.is_some(), "no pod was deleted under load: {under_load}");
-    assert_eq!(under_load.failed, 0, "requests failed under load: {under_load}");
+    assert!(
+        under_load.peak_pods >= 2,
+        "replicas never went above one: {under_load}"
+    );
+    assert!(
+        under_load.action.is_some(),
+        "no pod was deleted under load: {under_load}"
+    );
+    assert_eq!(
+        under_load.failed, 0,
+        "requests failed under load: {under_load}"
+    );
     print_usage(&idle_usage, &loaded_usage);
 
     // --- a rollout by kubectl apply of a new model fails no request -----------------
@@ -410,7 +437,10 @@ fn serval_on_a_real_node() {
         || 0,
     );
     println!("rollout under load: {rollout}");
-    assert_eq!(rollout.failed, 0, "requests failed during the rollout: {rollout}");
+    assert_eq!(
+        rollout.failed, 0,
+        "requests failed during the rollout: {rollout}"
+    );
     for (body, count) in &rollout.bodies {
         let predictions = serde_json::from_str::<Value>(body).expect("JSON")["predictions"].clone();
         assert!(
@@ -422,7 +452,12 @@ fn serval_on_a_real_node() {
         latest_revision(c, "xgboost-iris") != revision && traffic(c, "xgboost-iris").len() == 1
     });
     let after = tokio.block_on(predict_v1(&activator, "xgboost-iris", IRIS_V1));
-    assert_eq!(after.json()["predictions"], onnx_v1, "after the rollout: {}", after.body);
+    assert_eq!(
+        after.json()["predictions"],
+        onnx_v1,
+        "after the rollout: {}",
+        after.body
+    );
 
     // --- a canary at 20% splits within 3 points -----------------------------------
     apply(&cluster, &xgboost_iris_with(XGBOOST_MODEL, Some(20)));
@@ -443,7 +478,10 @@ fn serval_on_a_real_node() {
         |_, _| None,
         || 0,
     );
-    assert_eq!(split.failed, 0, "requests failed during the canary: {split}");
+    assert_eq!(
+        split.failed, 0,
+        "requests failed during the canary: {split}"
+    );
     let canary = split
         .bodies
         .iter()
@@ -453,7 +491,10 @@ fn serval_on_a_real_node() {
         .map(|(_, n)| *n)
         .sum::<u64>();
     let share = 100.0 * canary as f64 / split.ok as f64;
-    println!("canary: {canary} of {} answers from the canary ({share:.1}%)", split.ok);
+    println!(
+        "canary: {canary} of {} answers from the canary ({share:.1}%)",
+        split.ok
+    );
     assert!(
         (17.0..=23.0).contains(&share),
         "canaryTrafficPercent 20 sent {share:.1}% of {} requests to the canary",
@@ -461,7 +502,7 @@ fn serval_on_a_real_node() {
     );
 
     // --- a transformer in front of a predictor answers -------------------------------
-    apply(&cluster, TRANSFORMED_IRIS);
+    apply(&cluster, &transformed_iris());
     wait_for(&mut cluster, "iris-transformed to be Ready", |c| {
         isvc(c, "iris-transformed").is_some_and(|isvc| condition_true(&isvc, "Ready"))
     });
@@ -469,19 +510,29 @@ fn serval_on_a_real_node() {
     assert_eq!(transformed.status, 200, "{}", transformed.body);
     let answer = transformed.json();
     assert_eq!(answer["transformed"], true, "{answer}");
-    assert_eq!(answer["predictor_host"], "iris-transformed-predictor.default", "{answer}");
+    assert_eq!(
+        answer["predictor_host"], "iris-transformed-predictor.default",
+        "{answer}"
+    );
     assert_eq!(answer["predictions"], transformed_v1, "{answer}");
 
     // --- a GPU model on a node without GPUs: Pending, says why, 504 after its timeout --
-    apply(&cluster, GPU_IRIS);
-    wait_for(&mut cluster, "gpu-iris to say it cannot be scheduled", |c| {
-        isvc(c, "gpu-iris").is_some_and(|isvc| {
-            condition_reason(&isvc, "PredictorReady") == Some("Unschedulable".to_string())
-        })
-    });
+    apply(&cluster, &gpu_iris());
+    wait_for(
+        &mut cluster,
+        "gpu-iris to say it cannot be scheduled",
+        |c| {
+            isvc(c, "gpu-iris").is_some_and(|isvc| {
+                condition_reason(&isvc, "PredictorReady") == Some("Unschedulable".to_string())
+            })
+        },
+    );
     let gpu = isvc(&cluster, "gpu-iris").expect("gpu-iris");
     let message = condition_message(&gpu, "PredictorReady").unwrap_or_default();
-    assert!(message.contains("nvidia.com/gpu"), "PredictorReady says: {message}");
+    assert!(
+        message.contains("nvidia.com/gpu"),
+        "PredictorReady says: {message}"
+    );
     println!("gpu-iris: PredictorReady Unknown, Unschedulable: {message}");
     let sent = Instant::now();
     let timed_out = tokio.block_on(async {
@@ -493,9 +544,16 @@ fn serval_on_a_real_node() {
         .expect("the request to gpu-iris hangs")
     });
     assert_eq!(timed_out.status, 504, "{}", timed_out.body);
-    println!("gpu-iris: 504 after {:.1?} (its timeout is 10 s)", sent.elapsed());
+    println!(
+        "gpu-iris: 504 after {:.1?} (its timeout is 10 s)",
+        sent.elapsed()
+    );
     let others = tokio.block_on(predict_v1(&activator, "iris-transformed", IRIS_V1));
-    assert_eq!(others.status, 200, "another service while gpu-iris waits: {}", others.body);
+    assert_eq!(
+        others.status, 200,
+        "another service while gpu-iris waits: {}",
+        others.body
+    );
 
     // --- delete: every object and container goes ----------------------------------
     for name in ["xgboost-iris", "iris-transformed", "gpu-iris"] {
@@ -518,8 +576,7 @@ fn serval_on_a_real_node() {
     assert!(left.is_empty(), "left 3 minutes after delete: {left:?}");
     wait_for(&mut cluster, "the services' containers to go", |c| {
         let containers = c.ctr(&["containers", "list"]);
-        !containers.contains("iris")
-            && running_containers(c) == expected_containers(c)
+        !containers.contains("iris") && running_containers(c) == expected_containers(c)
     });
 
     steps.print();
@@ -619,12 +676,23 @@ fn owned_objects(cluster: &Cluster, isvc: &str) -> Vec<String> {
     let selector = format!("labelSelector=serving.kserve.io/inferenceservice={isvc}");
     let mut left = Vec::new();
     for (kind, path) in [
-        ("deployment", format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments")),
-        ("replicaset", format!("/apis/apps/v1/namespaces/{NAMESPACE}/replicasets")),
+        (
+            "deployment",
+            format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),
+        ),
+        (
+            "replicaset",
+            format!("/apis/apps/v1/namespaces/{NAMESPACE}/replicasets"),
+        ),
         ("pod", format!("/api/v1/namespaces/{NAMESPACE}/pods")),
-        ("service", format!("/api/v1/namespaces/{NAMESPACE}/services")),
+        (
+            "service",
+            format!("/api/v1/namespaces/{NAMESPACE}/services"),
+        ),
     ] {
-        let list = cluster.json(&format!("{path}?{selector}")).unwrap_or_default();
+        let list = cluster
+            .json(&format!("{path}?{selector}"))
+            .unwrap_or_default();
         for item in list["items"].as_array().into_iter().flatten() {
             left.push(format!(
                 "{kind}/{}",
@@ -668,7 +736,11 @@ fn expected_containers(cluster: &Cluster) -> usize {
 /// The predictor's traffic targets in the status.
 fn traffic(cluster: &Cluster, name: &str) -> Vec<Value> {
     isvc(cluster, name)
-        .and_then(|isvc| isvc["status"]["components"]["predictor"]["traffic"].as_array().cloned())
+        .and_then(|isvc| {
+            isvc["status"]["components"]["predictor"]["traffic"]
+                .as_array()
+                .cloned()
+        })
         .unwrap_or_default()
 }
 
@@ -741,23 +813,29 @@ fn print_usage(idle: &[(String, f64, f64)], loaded: &[(String, f64, f64)]) {
     }
 }
 
-/// The median time of each cold-start event over `runs`.
+/// The median time of each cold-start event over `runs`, in the order the medians fall.
 fn print_median(runs: &[ColdStart]) {
-    println!("\n| cold start, median of {} (ms since the request) | at | phase |", runs.len());
+    let mut medians: Vec<(&str, f64)> = EVENTS
+        .iter()
+        .filter_map(|event| {
+            let mut times: Vec<f64> = runs
+                .iter()
+                .filter_map(|run| run.marks.iter().find(|(name, _)| name == event))
+                .map(|(_, at)| at.as_secs_f64() * 1e3)
+                .collect();
+            times.sort_by(f64::total_cmp);
+            Some((*event, *times.get(times.len() / 2)?))
+        })
+        .collect();
+    medians.sort_by(|a, b| a.1.total_cmp(&b.1));
+    println!(
+        "\n| cold start, median of {} (ms since the request) | at | phase |",
+        runs.len()
+    );
     println!("|---|---|---|");
     let mut previous = 0.0;
-    for event in EVENTS {
-        let mut times: Vec<f64> = runs
-            .iter()
-            .filter_map(|run| run.marks.iter().find(|(name, _)| *name == event))
-            .map(|(_, at)| at.as_secs_f64() * 1e3)
-            .collect();
-        if times.is_empty() {
-            continue;
-        }
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
-        println!("| {event} | {median:.0} | +{:.0} |", (median - previous).max(0.0));
-        previous = previous.max(median);
+    for (event, median) in medians {
+        println!("| {event} | {median:.0} | +{:.0} |", median - previous);
+        previous = median;
     }
 }

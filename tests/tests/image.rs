@@ -22,7 +22,10 @@ fn dockerfile_part(dockerfile: &str) -> (String, BTreeSet<String>) {
         .find_map(|l| l.strip_prefix("ARG ONNXRUNTIME_VERSION="))
         .expect("ARG ONNXRUNTIME_VERSION=... in the Dockerfile")
         .to_string();
-    let expand = |s: &str| s.replace("${ONNXRUNTIME_VERSION}", &version).replace('"', "");
+    let expand = |s: &str| {
+        s.replace("${ONNXRUNTIME_VERSION}", &version)
+            .replace('"', "")
+    };
 
     // Stages by name: what each `cp ... /out/` puts in /out.
     let mut stage_outputs: Vec<(String, Vec<String>)> = Vec::new();
@@ -35,12 +38,21 @@ fn dockerfile_part(dockerfile: &str) -> (String, BTreeSet<String>) {
             continue;
         }
         final_stage.push(*line);
-        let words: Vec<String> = expand(line).split_whitespace().map(str::to_string).collect();
+        let words: Vec<String> = expand(line)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         for command in words.split(|w| w == "&&") {
-            if command.first().is_some_and(|c| c == "cp") && command.last().is_some_and(|l| l == "/out/") {
+            if command.first().is_some_and(|c| c == "cp")
+                && command.last().is_some_and(|l| l == "/out/")
+            {
                 let copied = &command[1..command.len() - 1];
                 let stage = stage_outputs.last_mut().expect("a stage");
-                stage.1.extend(copied.iter().map(|f| f.rsplit('/').next().unwrap_or(f).to_string()));
+                stage.1.extend(
+                    copied
+                        .iter()
+                        .map(|f| f.rsplit('/').next().unwrap_or(f).to_string()),
+                );
             }
         }
     }
@@ -51,7 +63,9 @@ fn dockerfile_part(dockerfile: &str) -> (String, BTreeSet<String>) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.first().copied() {
             Some("COPY") => {
-                let from = words[1].strip_prefix("--from=").expect("COPY --from=<stage>");
+                let from = words[1]
+                    .strip_prefix("--from=")
+                    .expect("COPY --from=<stage>");
                 let dest = words.last().expect("a destination").trim_end_matches('/');
                 let outputs = &stage_outputs
                     .iter()
@@ -64,7 +78,8 @@ fn dockerfile_part(dockerfile: &str) -> (String, BTreeSet<String>) {
             }
             Some("RUN") => {
                 for command in words.split(|w| *w == "&&") {
-                    let command: Vec<&str> = command.iter().copied().filter(|w| *w != "RUN").collect();
+                    let command: Vec<&str> =
+                        command.iter().copied().filter(|w| *w != "RUN").collect();
                     if command.len() == 4 && command[0] == "ln" && command[1] == "-s" {
                         part.insert(format!("link {} -> {}", command[3], command[2]));
                     }
@@ -94,7 +109,11 @@ fn image_py_part(version: &str) -> BTreeSet<String> {
         .args(["list", "--onnxruntime-version", version])
         .output()
         .expect("run tools/cluster/image.py");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_string)
@@ -108,7 +127,9 @@ fn the_dockerfile_and_the_test_image_install_the_same_serval() {
     let (version, from_dockerfile) = dockerfile_part(&dockerfile);
     let from_image_py = image_py_part(&version);
     assert!(
-        from_dockerfile.iter().any(|l| l.starts_with("file /usr/local/bin/serval")),
+        from_dockerfile
+            .iter()
+            .any(|l| l.starts_with("file /usr/local/bin/serval")),
         "nothing of Serval's found in the Dockerfile: {from_dockerfile:?}"
     );
     assert_eq!(

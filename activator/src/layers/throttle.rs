@@ -37,7 +37,11 @@ pub(crate) struct ThrottleLayer {
 }
 
 impl ThrottleLayer {
-    pub(crate) fn new(throttler: Arc<Throttler>, routes: Arc<RouteTable>, max_retries: u32) -> Self {
+    pub(crate) fn new(
+        throttler: Arc<Throttler>,
+        routes: Arc<RouteTable>,
+        max_retries: u32,
+    ) -> Self {
         Self {
             throttler,
             routes,

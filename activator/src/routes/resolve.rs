@@ -106,7 +106,7 @@ impl RouteTable {
         })
     }
 
-        /// `<label>.<namespace>.<domain>` (or a cluster-internal suffix) -> (namespace, label).
+    /// `<label>.<namespace>.<domain>` (or a cluster-internal suffix) -> (namespace, label).
     fn host_route(&self, host: &str) -> Option<(String, String)> {
         let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
         let suffixes = std::iter::once(self.domain.as_str()).chain(CLUSTER_SUFFIXES);
@@ -161,11 +161,11 @@ fn pick(
                 service: service.id.clone(),
                 tag: tag.to_string(),
             })?,
-        None => split::pick(targets, |t| t.percent, roll).ok_or_else(|| {
-            ActivatorError::NoRevision {
+        None => {
+            split::pick(targets, |t| t.percent, roll).ok_or_else(|| ActivatorError::NoRevision {
                 service: service.id.clone(),
-            }
-        })?,
+            })?
+        }
     };
     Ok(target.revision.clone())
 }

@@ -57,7 +57,10 @@ fn unschedulable(pod: &Pod) -> Option<RevisionHealth> {
             message: format!(
                 "pod {}: {}",
                 pod.metadata.name.as_deref().unwrap_or_default(),
-                scheduled.message.as_deref().unwrap_or("no node can take it")
+                scheduled
+                    .message
+                    .as_deref()
+                    .unwrap_or("no node can take it")
             ),
         },
     )

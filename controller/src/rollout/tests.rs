@@ -518,7 +518,10 @@ fn a_revision_no_node_can_take_says_why_and_fails_only_past_the_deadline() {
     w.set("iris-predictor-1", waiting);
     w.step();
     let (status, reason) = w.condition("PredictorReady");
-    assert_eq!((status.as_str(), reason.as_deref()), ("Unknown", Some("Unschedulable")));
+    assert_eq!(
+        (status.as_str(), reason.as_deref()),
+        ("Unknown", Some("Unschedulable"))
+    );
     assert_eq!(w.condition("Ready").1.as_deref(), Some("Unschedulable"));
     // Still the revision requests wait for (a GPU node may join).
     assert_eq!(
@@ -529,5 +532,8 @@ fn a_revision_no_node_can_take_says_why_and_fails_only_past_the_deadline() {
     w.now += PROGRESS_DEADLINE * 2;
     w.step();
     let (status, reason) = w.condition("PredictorReady");
-    assert_eq!((status.as_str(), reason.as_deref()), ("False", Some("ProgressDeadlineExceeded")));
+    assert_eq!(
+        (status.as_str(), reason.as_deref()),
+        ("False", Some("ProgressDeadlineExceeded"))
+    );
 }

@@ -110,7 +110,10 @@ async fn main() {
     let stopped = async move {
         terminate.recv().await;
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
         eprintln!("iris-transformer: {e}");
         std::process::exit(1);
     }

@@ -70,7 +70,10 @@ impl HostState {
             self.sysctls.push((path, old.trim().to_string()));
         }
         run("ip", &["link", "add", BRIDGE, "type", "bridge"]);
-        run("ip", &["addr", "add", &format!("{NODE_IP}/24"), "dev", BRIDGE]);
+        run(
+            "ip",
+            &["addr", "add", &format!("{NODE_IP}/24"), "dev", BRIDGE],
+        );
         run("ip", &["link", "set", BRIDGE, "up"]);
         run(
             "ip",
@@ -79,8 +82,19 @@ impl HostState {
         run(
             "iptables",
             &[
-                "-I", "FORWARD", "-s", POD_CIDR, "!", "-o", BRIDGE, "-j", "DROP", "-m",
-                "comment", "--comment", "serval test cluster: pod traffic stays here",
+                "-I",
+                "FORWARD",
+                "-s",
+                POD_CIDR,
+                "!",
+                "-o",
+                BRIDGE,
+                "-j",
+                "DROP",
+                "-m",
+                "comment",
+                "--comment",
+                "serval test cluster: pod traffic stays here",
             ],
         );
     }
@@ -132,8 +146,16 @@ fn restore_rules(program: &str, saved: &str) {
 /// theirs).
 fn cgroup_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        for entry in std::fs::read_dir(hierarchy.path()).into_iter().flatten().flatten() {
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for entry in std::fs::read_dir(hierarchy.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 dirs.push(entry.path());
             }

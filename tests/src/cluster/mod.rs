@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::apiserver::{
-    etcd_bin, http_request, kubectl_bin, log_file, make_credentials, Output, Process, TOKEN,
+    etcd_bin, http_request, kubectl_bin, log_file, make_credentials, openssl, Output, Process,
+    TOKEN,
 };
 use crate::free_port;
 
@@ -132,9 +133,10 @@ impl Cluster {
 
         step("etcd and kube-apiserver");
         cluster.start_control_plane();
-        cluster.wait("the API server", |c| {
-            matches!(c.get("/readyz"), Ok((200, body)) if body == "ok")
-        });
+        cluster.wait(
+            "the API server",
+            |c| matches!(c.get("/readyz"), Ok((200, body)) if body == "ok"),
+        );
 
         step("DNS, controller-manager, scheduler, kube-proxy, kubelet");
         cluster.start_dns();
@@ -215,7 +217,8 @@ impl Cluster {
 
     /// The last `lines` lines of a component's log (`kubelet`, `containerd`, ...).
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -274,9 +277,15 @@ impl Cluster {
         let config = self.dir.join("containerd.toml");
         std::fs::write(&config, config::containerd(&self.dir)).expect("write containerd.toml");
         std::fs::create_dir_all(self.dir.join("cni")).expect("create the CNI config dir");
-        std::fs::write(self.dir.join("cni/10-serval.conflist"), config::cni(&self.dir))
-            .expect("write the CNI config");
-        self.spawn("containerd", Command::new("containerd").arg("--config").arg(&config));
+        std::fs::write(
+            self.dir.join("cni/10-serval.conflist"),
+            config::cni(&self.dir),
+        )
+        .expect("write the CNI config");
+        self.spawn(
+            "containerd",
+            Command::new("containerd").arg("--config").arg(&config),
+        );
         self.wait("containerd's socket", |c| {
             Command::new("ctr")
                 .arg("--address")
@@ -314,7 +323,10 @@ impl Cluster {
             format!("--tls-private-key-file={}", file("apiserver.key")),
             format!("--client-ca-file={}", file("ca.crt")),
             // For logs, exec and stats, the API server shows the kubelet this certificate.
-            format!("--kubelet-client-certificate={}", file("kubelet-client.crt")),
+            format!(
+                "--kubelet-client-certificate={}",
+                file("kubelet-client.crt")
+            ),
             format!("--kubelet-client-key={}", file("kubelet-client.key")),
             format!("--token-auth-file={}", file("tokens.csv")),
             "--authorization-mode=RBAC".into(),
@@ -337,7 +349,11 @@ impl Cluster {
             Command::new(kubectl_bin())
                 .arg("--kubeconfig")
                 .arg(kubeconfig)
-                .args(["proxy", "--address=127.0.0.1", &format!("--port={proxy_port}")]),
+                .args([
+                    "proxy",
+                    "--address=127.0.0.1",
+                    &format!("--port={proxy_port}"),
+                ]),
         );
         self.url = format!("http://127.0.0.1:{proxy_port}");
     }
@@ -345,7 +361,10 @@ impl Cluster {
     fn start_dns(&mut self) {
         let hosts_dir = self.dir.join("dns");
         std::fs::create_dir_all(&hosts_dir).expect("create the DNS hosts dir");
-        self.dns = Some(dns::ServiceRecords::start(self.url.clone(), hosts_dir.clone()));
+        self.dns = Some(dns::ServiceRecords::start(
+            self.url.clone(),
+            hosts_dir.clone(),
+        ));
         self.spawn(
             "dnsmasq",
             Command::new("dnsmasq").args(dns::dnsmasq_args(&hosts_dir)),
@@ -400,7 +419,10 @@ impl Cluster {
             format!("--metrics-bind-address={NODE_IP}:10249"),
             "--profiling=false".into(),
         ];
-        self.spawn("kube-proxy", Command::new(kube_bin("kube-proxy")).args(proxy));
+        self.spawn(
+            "kube-proxy",
+            Command::new(kube_bin("kube-proxy")).args(proxy),
+        );
         std::fs::write(self.dir.join("resolv.conf"), "").expect("write resolv.conf");
         std::fs::write(self.dir.join("kubelet.yaml"), config::kubelet(&self.dir))
             .expect("write kubelet.yaml");
@@ -465,7 +487,11 @@ impl Drop for Cluster {
         }
         // The kubelet first, so that nothing restarts the containers; then the containers;
         // then the rest, newest first.
-        if let Some(index) = self.processes.iter().position(|(name, _)| *name == "kubelet") {
+        if let Some(index) = self
+            .processes
+            .iter()
+            .position(|(name, _)| *name == "kubelet")
+        {
             self.processes.remove(index).1.stop();
         }
         self.remove_containers();
@@ -487,7 +513,14 @@ fn preflight() {
         run("id", &["-u"]).trim() == "0",
         "the test cluster needs root (containerd, bridges, iptables)"
     );
-    for bin in ["containerd", "ctr", "runc", "dnsmasq", "iptables", "conntrack"] {
+    for bin in [
+        "containerd",
+        "ctr",
+        "runc",
+        "dnsmasq",
+        "iptables",
+        "conntrack",
+    ] {
         assert!(
             Command::new("sh")
                 .args(["-c", &format!("command -v {bin}")])
@@ -500,7 +533,12 @@ fn preflight() {
         Path::new("/usr/lib/cni/bridge").exists(),
         "no CNI plugins in /usr/lib/cni: run `bash tools/install-cluster-packages.sh`"
     );
-    for name in ["kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy"] {
+    for name in [
+        "kubelet",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-proxy",
+    ] {
         kube_bin(name);
     }
 }
@@ -508,29 +546,40 @@ fn preflight() {
 /// A client certificate (group `system:masters`) the API server shows the kubelet, which
 /// trusts the harness's CA (`kubelet-client.crt`, `kubelet-client.key`).
 fn make_kubelet_client_certificate(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| openssl(dir, args);
     openssl(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "kubelet-client.key", "-out",
-        "kubelet-client.csr", "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "kubelet-client.key",
+        "-out",
+        "kubelet-client.csr",
+        "-subj",
+        "/O=system:masters/CN=kube-apiserver-kubelet-client",
     ]);
-    std::fs::write(dir.join("kubelet-client.ext"), "extendedKeyUsage=clientAuth\n")
-        .expect("write kubelet-client.ext");
+    std::fs::write(
+        dir.join("kubelet-client.ext"),
+        "extendedKeyUsage=clientAuth\n",
+    )
+    .expect("write kubelet-client.ext");
     openssl(&[
-        "x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "kubelet-client.crt", "-extfile", "kubelet-client.ext",
-        "-days", "7",
+        "x509",
+        "-req",
+        "-in",
+        "kubelet-client.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "kubelet-client.crt",
+        "-extfile",
+        "kubelet-client.ext",
+        "-days",
+        "7",
     ]);
 }
 

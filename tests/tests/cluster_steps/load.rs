@@ -89,7 +89,11 @@ pub(crate) fn run(
                     match answered {
                         Ok(answer) if answer.status == 200 => {
                             ok.fetch_add(1, Ordering::Relaxed);
-                            *bodies.lock().expect("bodies").entry(answer.body).or_default() += 1;
+                            *bodies
+                                .lock()
+                                .expect("bodies")
+                                .entry(answer.body)
+                                .or_default() += 1;
                         }
                         outcome => {
                             let mut f = failures.lock().expect("failures");

@@ -3,9 +3,9 @@
 
 pub(crate) mod load;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
 use serval_tests::cluster::{condition_true, Cluster};
 use serval_tests::http_client::{http1, send_with_headers, Answer};
 
@@ -40,7 +40,7 @@ pub(crate) struct ColdStart {
 /// What happens during a cold start, in order, and where the test sees it: the API server
 /// (polled every 20 ms), containerd's log, and the pod's own logs (with containerd's
 /// timestamps).
-pub(crate) const EVENTS: [&str; 9] = [
+pub(crate) const EVENTS: [&str; 11] = [
     "autoscaler scales the Deployment to 1",
     "ReplicaSet creates the pod",
     "scheduler binds the pod",
@@ -48,9 +48,22 @@ pub(crate) const EVENTS: [&str; 9] = [
     "containerd: model server started",
     "model server: model loaded, listening",
     "queue-proxy: model server ready",
+    "kubelet: pod IP in the API",
+    "activator: pod probed healthy",
     "kubelet: pod Ready in the API",
     "activator: answer received",
 ];
+const SCALED: usize = 0;
+const CREATED: usize = 1;
+const SCHEDULED: usize = 2;
+const SANDBOX: usize = 3;
+const STARTED: usize = 4;
+const LOADED: usize = 5;
+const PROXY_READY: usize = 6;
+const IP_PUBLISHED: usize = 7;
+const PROBED: usize = 8;
+const API_READY: usize = 9;
+const ANSWERED: usize = 10;
 
 impl ColdStart {
     /// Each seen event with the time since the one before it.
@@ -109,7 +122,7 @@ pub(crate) fn cold_start(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    seen[8] = Some(started.elapsed());
+    seen[ANSWERED] = Some(started.elapsed());
     let answer = tokio
         .block_on(request)
         .expect("the request task")
@@ -117,23 +130,29 @@ pub(crate) fn cold_start(
     if let Some(pod) = &pod_name {
         let since = |at: Option<SystemTime>| at.and_then(|t| t.duration_since(sent).ok());
         let (sandbox, started) = containerd_events(cluster, pod);
-        seen[3] = since(sandbox);
-        seen[4] = since(started);
-        seen[5] = since(log_time(cluster, pod, "kserve-container", "model server ready"));
-        seen[6] = since(log_time(cluster, pod, "queue-proxy", "ready=true"));
+        seen[SANDBOX] = since(sandbox);
+        seen[STARTED] = since(started);
+        let logged = |args: &[&str], needles: &[&str]| since(log_time(cluster, args, needles));
+        seen[LOADED] = logged(&[pod, "-c", "kserve-container"], &["model server ready"]);
+        seen[PROXY_READY] = logged(&[pod, "-c", "queue-proxy"], &[r#""ready":true"#]);
+        seen[PROBED] = logged(
+            &["-n", "serval-system", "deploy/serval-activator"],
+            &[pod, r#""healthy":true"#],
+        );
     }
-    let marks = EVENTS
+    let mut marks: Vec<_> = EVENTS
         .iter()
         .zip(seen)
         .filter_map(|(name, at)| Some((*name, at?)))
         .collect();
+    marks.sort_by_key(|(_, at)| *at);
     ColdStart { answer, marks }
 }
 
-/// Which of the API server's events (the first three, and Ready) have happened.
+/// Which of the events the API server shows have happened.
 fn api_events(cluster: &Cluster, revision: &str, pod_name: &mut Option<String>) -> Vec<bool> {
     let mut reached = vec![false; EVENTS.len()];
-    reached[0] = cluster
+    reached[SCALED] = cluster
         .json(&format!(
             "/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{revision}"
         ))
@@ -145,14 +164,18 @@ fn api_events(cluster: &Cluster, revision: &str, pod_name: &mut Option<String>) 
             "/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=serving.serval.dev/revision={revision}"
         ))
         .unwrap_or_default();
-    if let Some(pod) = pods["items"]
-        .as_array()
-        .and_then(|items| items.iter().find(|p| p["metadata"]["deletionTimestamp"].is_null()))
-    {
+    if let Some(pod) = pods["items"].as_array().and_then(|items| {
+        items
+            .iter()
+            .find(|p| p["metadata"]["deletionTimestamp"].is_null())
+    }) {
         *pod_name = pod["metadata"]["name"].as_str().map(str::to_string);
-        reached[1] = true;
-        reached[2] = !pod["spec"]["nodeName"].is_null();
-        reached[7] = condition_true(pod, "Ready");
+        reached[CREATED] = true;
+        reached[SCHEDULED] = !pod["spec"]["nodeName"].is_null();
+        reached[IP_PUBLISHED] = pod["status"]["podIP"]
+            .as_str()
+            .is_some_and(|ip| !ip.is_empty());
+        reached[API_READY] = condition_true(pod, "Ready");
     }
     reached
 }
@@ -165,7 +188,9 @@ fn containerd_events(cluster: &Cluster, pod: &str) -> (Option<SystemTime>, Optio
         parse_rfc3339(&rest[..rest.find('"')?])
     };
     let sandbox_line = log.lines().find(|l| {
-        l.contains("RunPodSandbox for") && l.contains(&format!("Name:{pod},")) && l.contains("returns sandbox id")
+        l.contains("RunPodSandbox for")
+            && l.contains(&format!("Name:{pod},"))
+            && l.contains("returns sandbox id")
     });
     let sandbox = sandbox_line.and_then(time_of);
     let sandbox_id = sandbox_line.and_then(|l| quoted_after(l, "returns sandbox id"));
@@ -181,7 +206,11 @@ fn containerd_events(cluster: &Cluster, pod: &str) -> (Option<SystemTime>, Optio
     });
     let started = container_id.and_then(|id| {
         log.lines()
-            .find(|l| l.contains(&format!("StartContainer for \\\"{id}\\\" returns successfully")))
+            .find(|l| {
+                l.contains(&format!(
+                    "StartContainer for \\\"{id}\\\" returns successfully"
+                ))
+            })
             .and_then(time_of)
     });
     (sandbox, started)
@@ -194,13 +223,18 @@ fn quoted_after(line: &str, marker: &str) -> Option<String> {
     Some(rest[..rest.find("\\\"")?].to_string())
 }
 
-/// When `container` of `pod` first logged a line containing `needle` (containerd's
-/// timestamp, from `kubectl logs --timestamps`).
-fn log_time(cluster: &Cluster, pod: &str, container: &str, needle: &str) -> Option<SystemTime> {
-    let logs = cluster.kubectl(["logs", "--timestamps", pod, "-c", container], "");
+/// When `kubectl logs --timestamps <args>` first shows a line containing all of `needles`
+/// (containerd's timestamp).
+fn log_time(cluster: &Cluster, args: &[&str], needles: &[&str]) -> Option<SystemTime> {
+    let logs = cluster.kubectl(
+        std::iter::once("logs")
+            .chain(std::iter::once("--timestamps"))
+            .chain(args.iter().copied()),
+        "",
+    );
     logs.stdout
         .lines()
-        .find(|line| line.contains(needle))
+        .find(|line| needles.iter().all(|needle| line.contains(needle)))
         .and_then(|line| parse_rfc3339(line.split_whitespace().next()?))
 }
 
@@ -224,22 +258,74 @@ fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(days * 86_400 + h * 3600 + min * 60 + s, nanos))
 }
 
-/// A pod's CPU (millicores) and memory (MiB) from the kubelet's summary API.
-pub(crate) fn pod_usage(cluster: &Cluster) -> Vec<(String, f64, f64)> {
-    let summary: Value = cluster
-        .json("/api/v1/nodes/serval-node/proxy/stats/summary")
-        .unwrap_or_default();
-    summary["pods"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|pod| {
-            let name = pod["podRef"]["name"].as_str().unwrap_or_default().to_string();
-            let cpu = pod["cpu"]["usageNanoCores"].as_f64().unwrap_or(0.0) / 1e6;
-            let memory = pod["memory"]["workingSetBytes"].as_f64().unwrap_or(0.0) / 1048576.0;
-            (name, cpu, memory)
-        })
-        .collect()
+/// Each running pod's CPU time and memory (working set) at one moment, summed over its
+/// containers, read from the containers' cgroups (containerd puts them under `k8s.io/<id>`).
+#[derive(Debug)]
+pub(crate) struct UsageSample {
+    at: Instant,
+    pods: BTreeMap<String, (u64, u64)>,
+}
+
+impl UsageSample {
+    pub(crate) fn take(cluster: &Cluster) -> Self {
+        let at = Instant::now();
+        let mut pods = BTreeMap::new();
+        let list = cluster.json("/api/v1/pods").unwrap_or_default();
+        for pod in list["items"].as_array().into_iter().flatten() {
+            let name = pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let statuses = pod["status"]["containerStatuses"].as_array();
+            for status in statuses.into_iter().flatten() {
+                let Some(id) = status["containerID"]
+                    .as_str()
+                    .and_then(|id| id.strip_prefix("containerd://"))
+                else {
+                    continue;
+                };
+                let cgroup = |controller: &str, file: &str| {
+                    std::fs::read_to_string(format!(
+                        "/sys/fs/cgroup/{controller}/k8s.io/{id}/{file}"
+                    ))
+                    .ok()
+                };
+                let Some(cpu) =
+                    cgroup("cpuacct", "cpuacct.usage").and_then(|v| v.trim().parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let usage = cgroup("memory", "memory.usage_in_bytes")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                let inactive = cgroup("memory", "memory.stat")
+                    .and_then(|stat| {
+                        stat.lines()
+                            .find_map(|l| l.strip_prefix("total_inactive_file "))
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                    })
+                    .unwrap_or(0);
+                let entry = pods.entry(name.clone()).or_insert((0, 0));
+                entry.0 += cpu;
+                entry.1 += usage.saturating_sub(inactive);
+            }
+        }
+        Self { at, pods }
+    }
+
+    /// (pod, CPU in millicores between `earlier` and this sample, memory in MiB now) for the
+    /// pods in both.
+    pub(crate) fn since(&self, earlier: &Self) -> Vec<(String, f64, f64)> {
+        let seconds = self.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
+        self.pods
+            .iter()
+            .filter_map(|(name, (cpu, memory))| {
+                let (before, _) = earlier.pods.get(name)?;
+                let millicores = cpu.saturating_sub(*before) as f64 / 1e6 / seconds;
+                Some((name.clone(), millicores, *memory as f64 / 1_048_576.0))
+            })
+            .collect()
+    }
 }
 
 #[test]
