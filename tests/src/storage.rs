@@ -19,10 +19,10 @@ pub fn s3_server_bin() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
-/// Waits until something accepts connections on `port`.
-fn wait_listening(port: u16, child: &mut Child, what: &str) {
+/// Waits until something accepts connections on `host:port`.
+fn wait_listening(host: &str, port: u16, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while TcpStream::connect((host, port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited before listening: {status}");
         }
@@ -35,6 +35,7 @@ fn wait_listening(port: u16, child: &mut Child, what: &str) {
 #[derive(Debug)]
 pub struct S3Server {
     child: Option<Child>,
+    host: String,
     pub root: PathBuf,
     pub port: u16,
     pub access_key: String,
@@ -43,11 +44,18 @@ pub struct S3Server {
 
 impl S3Server {
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Listening on `host` (an address of this machine), for clients that are not on
+    /// loopback, such as pods.
+    pub fn start_on(host: &str) -> Self {
         let port = free_port();
         let root = std::env::temp_dir().join(format!("serval-s3-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
         let mut server = Self {
             child: None,
+            host: host.to_string(),
             root,
             port,
             access_key: "AKIASERVALTEST0000001".into(),
@@ -61,7 +69,7 @@ impl S3Server {
     pub fn restart(&mut self) {
         self.kill();
         let mut child = Command::new(s3_server_bin())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--host", &self.host, "--port", &self.port.to_string()])
             .args([
                 "--access-key",
                 &self.access_key,
@@ -74,7 +82,7 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start s3s-fs");
-        wait_listening(self.port, &mut child, "s3s-fs");
+        wait_listening(&self.host, self.port, &mut child, "s3s-fs");
         self.child = Some(child);
     }
 
@@ -87,7 +95,7 @@ impl S3Server {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// The variables a KServe user sets for an S3-compatible server.
@@ -169,7 +177,7 @@ impl FileServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start python3 -m http.server");
-        wait_listening(port, &mut child, "http.server");
+        wait_listening("127.0.0.1", port, &mut child, "http.server");
         Self { child, port }
     }
 
@@ -260,7 +268,7 @@ impl ModelHub {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start tests/python/model_hub.py");
-        wait_listening(port, &mut child, "model_hub.py");
+        wait_listening("127.0.0.1", port, &mut child, "model_hub.py");
         Self { child, port }
     }
 
@@ -296,7 +304,7 @@ impl Registry {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start tests/python/oci_registry.py");
-        wait_listening(port, &mut child, "oci_registry.py");
+        wait_listening("127.0.0.1", port, &mut child, "oci_registry.py");
         Self { child, port }
     }
 }

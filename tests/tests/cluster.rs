@@ -10,10 +10,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use serval_tests::cluster::{condition_true, image, Cluster};
+use serval_tests::cluster::{condition_true, image, Cluster, NODE_IP};
 use serval_tests::http_client::{http1, send_with_headers};
 use serval_tests::repo_root;
 use serval_tests::runtime::Runtime;
+use serval_tests::storage::S3Server;
 
 mod cluster_steps;
 
@@ -141,16 +142,17 @@ fn xgboost_iris_with(model: (&str, &str), canary: Option<u32>) -> String {
 }
 
 /// A transformer (this build's iris-transformer) in front of the XGBoost model.
-/// The XGBoost iris predictor of the examples below: `spec` is added to the predictor's
-/// fields and `limits` to its model's resource limits (both as indented YAML lines).
-fn iris_predictor(spec: &str, limits: &str) -> String {
+/// The XGBoost iris predictor of the examples below, its model at `storage_uri`: `spec` is
+/// added to the predictor's fields and `limits` to its model's resource limits (both as
+/// indented YAML lines).
+fn iris_predictor(storage_uri: &str, spec: &str, limits: &str) -> String {
     format!(
         r#"  predictor:
     minReplicas: 0
 {spec}    model:
       modelFormat:
         name: xgboost
-      storageUri: pvc://example-models/iris-xgboost
+      storageUri: {storage_uri}
       resources:
         requests:
           cpu: 100m
@@ -162,7 +164,8 @@ fn iris_predictor(spec: &str, limits: &str) -> String {
     )
 }
 
-/// A transformer (this build's iris-transformer) in front of the XGBoost model.
+/// A transformer (this build's iris-transformer) in front of the XGBoost model, which the
+/// storage initializer fetches from the S3 server with the `s3-reader` account's Secret.
 fn transformed_iris() -> String {
     format!(
         r#"apiVersion: serving.kserve.io/v1beta1
@@ -183,7 +186,43 @@ spec:
             cpu: 500m
             memory: 128Mi
 {}"#,
-        iris_predictor("", "")
+        iris_predictor(
+            "s3://models/iris-xgboost",
+            "    serviceAccountName: s3-reader\n",
+            ""
+        )
+    )
+}
+
+/// KServe's way to reach an S3-compatible server: a Secret with the keys and the endpoint
+/// in annotations, attached to the model's service account.
+fn s3_credentials(s3: &S3Server) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: s3-credentials
+  namespace: {NAMESPACE}
+  annotations:
+    serving.kserve.io/s3-endpoint: {NODE_IP}:{port}
+    serving.kserve.io/s3-usehttps: "0"
+    serving.kserve.io/s3-region: us-east-1
+type: Opaque
+stringData:
+  AWS_ACCESS_KEY_ID: {access_key}
+  AWS_SECRET_ACCESS_KEY: {secret_key}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: s3-reader
+  namespace: {NAMESPACE}
+secrets:
+  - name: s3-credentials
+"#,
+        port = s3.port,
+        access_key = s3.access_key,
+        secret_key = s3.secret_key,
     )
 }
 
@@ -191,7 +230,11 @@ spec:
 fn gpu_iris() -> String {
     format!(
         "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: gpu-iris\nspec:\n{}",
-        iris_predictor("    timeout: 10\n", "          nvidia.com/gpu: \"1\"\n")
+        iris_predictor(
+            "pvc://example-models/iris-xgboost",
+            "    timeout: 10\n",
+            "          nvidia.com/gpu: \"1\"\n"
+        )
     )
 }
 
@@ -261,6 +304,17 @@ fn serval_on_a_real_node() {
         );
     }
     steps.record("helm install --wait", install_started.elapsed());
+    // `--wait` ends when the pods are Ready; the admission webhook answers once kube-proxy
+    // has programmed its Service's endpoint too (about a second later), and a write before
+    // that is refused as on any cluster.
+    let webhook = service_ip(&cluster, "serval-system", "serval-controller-webhook");
+    wait_for(&mut cluster, "the admission webhook's Service to answer", |_| {
+        std::net::TcpStream::connect_timeout(
+            &format!("{webhook}:443").parse().expect("an address"),
+            Duration::from_secs(1),
+        )
+        .is_ok()
+    });
     let activator = service_ip(&cluster, "serval-system", "serval-activator");
 
     // --- kubectl apply of the example: Ready, and the model's own answer ---------------
@@ -501,7 +555,12 @@ fn serval_on_a_real_node() {
         split.ok
     );
 
-    // --- a transformer in front of a predictor answers -------------------------------
+    // --- a transformer in front of a predictor whose model comes from S3 ------------
+    let s3 = S3Server::start_on(NODE_IP);
+    let model = std::fs::read(repo_root().join("examples/models/iris-xgboost/model.json"))
+        .expect("read the example model");
+    s3.put("models", "iris-xgboost/model.json", &model);
+    apply(&cluster, &s3_credentials(&s3));
     apply(&cluster, &transformed_iris());
     wait_for(&mut cluster, "iris-transformed to be Ready", |c| {
         isvc(c, "iris-transformed").is_some_and(|isvc| condition_true(&isvc, "Ready"))
@@ -515,6 +574,28 @@ fn serval_on_a_real_node() {
         "{answer}"
     );
     assert_eq!(answer["predictions"], transformed_v1, "{answer}");
+    let fetched = cluster
+        .json(&format!(
+            "/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=serving.kserve.io/inferenceservice=iris-transformed,component=predictor"
+        ))
+        .unwrap_or_default();
+    let initialized = fetched["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|pod| {
+            pod["status"]["initContainerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["name"] == "storage-initializer" && c["state"]["terminated"]["exitCode"] == 0
+                })
+        });
+    assert!(
+        initialized,
+        "no predictor pod of iris-transformed whose storage initializer fetched the model: {fetched}"
+    );
 
     // --- a GPU model on a node without GPUs: Pending, says why, 504 after its timeout --
     apply(&cluster, &gpu_iris());

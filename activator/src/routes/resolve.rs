@@ -89,10 +89,15 @@ impl RouteTable {
         let route = &resolved.service.route;
         let service = self.get(&route.namespace, &route.name)?;
         let targets = service.components.get(&resolved.component)?;
-        if targets
-            .iter()
-            .any(|t| t.percent > 0 && t.revision.name == resolved.revision.name)
-        {
+        let current = |t: &&Target| t.revision.name == resolved.revision.name;
+        let still_routed = match &resolved.tag {
+            Some(tag) => targets
+                .iter()
+                .filter(current)
+                .any(|t| t.tag.as_ref() == Some(tag)),
+            None => targets.iter().filter(current).any(|t| t.percent > 0),
+        };
+        if still_routed {
             return None;
         }
         let revision = pick(&service, targets, resolved.tag.as_deref(), resolved.roll).ok()?;

@@ -200,3 +200,50 @@ fn bad_traffic_is_rejected_and_limiters_survive_updates() {
         .is_err());
     assert_eq!(RateLimit::new(2.5, None).burst, 3);
 }
+
+#[test]
+fn a_request_follows_its_traffic_only_when_its_revision_loses_it() {
+    let table = table();
+    // Roll 90: past the 20% canary, so the previous revision.
+    let held = table
+        .resolve(RequestTarget {
+            roll: 90,
+            ..target("iris.default.example.com", "/")
+        })
+        .unwrap();
+    assert_eq!(held.revision.name, "iris-predictor-1");
+    let tagged = table
+        .resolve(target("prev-iris.default.example.com", "/"))
+        .unwrap();
+
+    // The split moves, but the previous revision still takes traffic: nothing moves.
+    let mut iris = ServiceRoute::new("default", "iris").with_canary(
+        Component::Predictor,
+        RevisionSettings::new("iris-predictor-2"),
+        Some(RevisionSettings::new("iris-predictor-1")),
+        Some(50),
+    );
+    iris.tag_routing = true;
+    table.upsert(iris).unwrap();
+    assert!(table.reroute(&held).is_none());
+    assert!(table.reroute(&tagged).is_none());
+
+    // Promoted: the previous revision takes nothing and the held request goes to the new
+    // one; the `prev` tag now names nothing, so the tagged request stays where it is.
+    let mut iris = ServiceRoute::new("default", "iris").with_canary(
+        Component::Predictor,
+        RevisionSettings::new("iris-predictor-2"),
+        None,
+        None,
+    );
+    iris.tag_routing = true;
+    table.upsert(iris).unwrap();
+    let moved = table.reroute(&held).expect("the held request moves");
+    assert_eq!(moved.revision.name, "iris-predictor-2");
+    assert_eq!(moved.path, held.path);
+    assert!(table.reroute(&tagged).is_none());
+
+    // A service that is gone moves nothing.
+    table.remove("default", "iris");
+    assert!(table.reroute(&held).is_none());
+}
