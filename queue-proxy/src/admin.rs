@@ -265,7 +265,7 @@ mod tests {
                 let shared = shared.clone();
                 async move { get(&shared, path).await.0 }
             });
-            tokio::task::yield_now().await;
+            // Let the request run as far as it can before the drain ends.
             for _ in 0..10 {
                 tokio::task::yield_now().await;
             }

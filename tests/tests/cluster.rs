@@ -308,13 +308,17 @@ fn serval_on_a_real_node() {
     // has programmed its Service's endpoint too (about a second later), and a write before
     // that is refused as on any cluster.
     let webhook = service_ip(&cluster, "serval-system", "serval-controller-webhook");
-    wait_for(&mut cluster, "the admission webhook's Service to answer", |_| {
-        std::net::TcpStream::connect_timeout(
-            &format!("{webhook}:443").parse().expect("an address"),
-            Duration::from_secs(1),
-        )
-        .is_ok()
-    });
+    wait_for(
+        &mut cluster,
+        "the admission webhook's Service to answer",
+        |_| {
+            std::net::TcpStream::connect_timeout(
+                &format!("{webhook}:443").parse().expect("an address"),
+                Duration::from_secs(1),
+            )
+            .is_ok()
+        },
+    );
     let activator = service_ip(&cluster, "serval-system", "serval-activator");
 
     // --- kubectl apply of the example: Ready, and the model's own answer ---------------
