@@ -29,6 +29,11 @@ impl BackendState {
     pub fn served(&self) -> usize {
         self.served.load(Ordering::SeqCst)
     }
+
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
 }
 
 /// Counts a request in flight for its lifetime.

@@ -271,13 +271,28 @@ async fn sigterm_during_load_loses_no_request() {
         let (client, url) = (client.clone(), format!("{}/slow?ms=400", pod.url));
         calls.push(tokio::spawn(async move { get(&client, &url).await }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state.in_flight() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the 20 slow requests never reached the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     pod.proxy.terminate();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let health = get(&client, &format!("{}/healthz", pod.admin))
-        .await
-        .unwrap();
-    assert_eq!(health.status, 503, "readiness fails while draining");
+    // Readiness fails once the proxy has taken the signal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let health = get(&client, &format!("{}/healthz", pod.admin)).await;
+        if health.is_ok_and(|h| h.status == 503) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never failed while draining"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for _ in 0..20 {
         let (client, url) = (client.clone(), format!("{}/slow?ms=200", pod.url));
         calls.push(tokio::spawn(async move { get(&client, &url).await }));
