@@ -119,13 +119,20 @@ spec:
         client.request(request)
     };
     // Until the activator listens and has the route, a request fails or gets 404 at once;
-    // after that it is held, as no pod exists.
+    // after that it is held, as no pod exists, and the activator pokes the autoscaler, which
+    // scales the Deployment from zero: the scale-up is what shows the request is held.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let held = loop {
+    let held = 'attempts: loop {
         let attempt = tokio::spawn(send());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if !attempt.is_finished() {
-            break attempt;
+        while !attempt.is_finished() {
+            if replicas(&api) >= 1 {
+                break 'attempts attempt;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a held request did not scale iris from zero"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let answered = attempt.await.unwrap();
         assert!(
@@ -134,16 +141,6 @@ spec:
         );
         assert!(Instant::now() < deadline, "activator routes iris.ml");
     };
-
-    // The autoscaler, poked by the activator, scales the Deployment from zero.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while replicas(&api) < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "scaled from zero on the held request"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(!held.is_finished(), "the request waits for a pod");
 
     // The kubelet's and endpoint controller's part: a pod, listed in an EndpointSlice.
