@@ -25,7 +25,7 @@ use crate::{free_port, repo_root};
 const READY_WITHIN: Duration = Duration::from_secs(120);
 
 /// The cache `tools/build-kubernetes.sh` builds into.
-fn kube_cache() -> PathBuf {
+pub(crate) fn kube_cache() -> PathBuf {
     match std::env::var_os("SERVAL_KUBE_CACHE") {
         Some(dir) => PathBuf::from(dir),
         None => {
@@ -304,27 +304,13 @@ impl ApiServer {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(kubectl_bin())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kubectl");
-        let mut input = child.stdin.take().expect("kubectl stdin");
-        let stdin = stdin.to_string();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(stdin.as_bytes());
-        });
-        let output = child.wait_with_output().expect("wait for kubectl");
-        let _ = writer.join();
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        run_with_stdin(
+            Command::new(kubectl_bin())
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(args),
+            stdin,
+        )
     }
 
     /// Waits until every CustomResourceDefinition in `crds` (names like
@@ -559,6 +545,28 @@ pub(crate) fn make_credentials(dir: &Path, subject_alt_names: &str) {
         format!("{TOKEN},serval-test,serval-test,system:masters\n"),
     )
     .expect("write tokens.csv");
+}
+
+/// Runs `command` with `stdin` as its standard input and collects what it printed.
+pub(crate) fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait for the command");
+    let _ = writer.join();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// Runs `openssl args` in `dir`, panicking with its stderr when it fails.

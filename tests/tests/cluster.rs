@@ -259,16 +259,12 @@ fn serval_on_a_real_node() {
 
     // The models' volume first: its binding is the PV controller's, not Serval's.
     apply(&cluster, &models_volume());
-    wait_for(
-        &mut cluster,
-        "the models' PersistentVolumeClaim to be Bound",
-        |c| {
-            c.json(&format!(
-                "/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/example-models"
-            ))
-            .is_some_and(|pvc| pvc["status"]["phase"] == "Bound")
-        },
-    );
+    cluster.wait("the models' PersistentVolumeClaim to be Bound", |c| {
+        c.json(&format!(
+            "/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/example-models"
+        ))
+        .is_some_and(|pvc| pvc["status"]["phase"] == "Bound")
+    });
 
     // --- helm install: the three Deployments become Ready ---------------------------
     let values = cluster_file(&cluster, "values.yaml", VALUES);
@@ -308,22 +304,18 @@ fn serval_on_a_real_node() {
     // has programmed its Service's endpoint too (about a second later), and a write before
     // that is refused as on any cluster.
     let webhook = service_ip(&cluster, "serval-system", "serval-controller-webhook");
-    wait_for(
-        &mut cluster,
-        "the admission webhook's Service to answer",
-        |_| {
-            std::net::TcpStream::connect_timeout(
-                &format!("{webhook}:443").parse().expect("an address"),
-                Duration::from_secs(1),
-            )
-            .is_ok()
-        },
-    );
+    cluster.wait("the admission webhook's Service to answer", |_| {
+        std::net::TcpStream::connect_timeout(
+            &format!("{webhook}:443").parse().expect("an address"),
+            Duration::from_secs(1),
+        )
+        .is_ok()
+    });
     let activator = service_ip(&cluster, "serval-system", "serval-activator");
 
     // --- kubectl apply of the example: Ready, and the model's own answer ---------------
     apply(&cluster, XGBOOST_IRIS);
-    wait_for(&mut cluster, "xgboost-iris to be Ready", |c| {
+    cluster.wait("xgboost-iris to be Ready", |c| {
         isvc(c, "xgboost-iris").is_some_and(|isvc| condition_true(&isvc, "Ready"))
     });
     let expected = tokio.block_on(async {
@@ -365,7 +357,13 @@ fn serval_on_a_real_node() {
     });
     let (expected, xgboost_v1, transformed_v1, onnx_v1) = expected;
     let (by_host, by_path) = tokio.block_on(async {
-        let by_host = predict_by_host(&activator, "xgboost-iris").await;
+        let by_host = predict_by_host(
+            &activator,
+            "xgboost-iris",
+            "/v2/models/xgboost-iris/infer",
+            IRIS_REQUEST,
+        )
+        .await;
         let by_path = send_with_headers(
             &http1(),
             "POST",
@@ -399,7 +397,7 @@ fn serval_on_a_real_node() {
     let mut idle_usage = Vec::new();
     for _ in 0..rounds {
         let idle_since = Instant::now();
-        wait_for(&mut cluster, "the predictor to scale to zero", |c| {
+        cluster.wait("the predictor to scale to zero", |c| {
             revision_pods(c, &revision).is_empty() && deployment_replicas(c, &revision) == Some(0)
         });
         steps.record("idle to zero pods", idle_since.elapsed());
@@ -506,7 +504,7 @@ fn serval_on_a_real_node() {
             "{count} answers neither model gives: {body}"
         );
     }
-    wait_for(&mut cluster, "the ONNX revision to take all traffic", |c| {
+    cluster.wait("the ONNX revision to take all traffic", |c| {
         latest_revision(c, "xgboost-iris") != revision && traffic(c, "xgboost-iris").len() == 1
     });
     let after = tokio.block_on(predict_v1(&activator, "xgboost-iris", IRIS_V1));
@@ -519,7 +517,7 @@ fn serval_on_a_real_node() {
 
     // --- a canary at 20% splits within 3 points -----------------------------------
     apply(&cluster, &xgboost_iris_with(XGBOOST_MODEL, Some(20)));
-    wait_for(&mut cluster, "the canary split in the status", |c| {
+    cluster.wait("the canary split in the status", |c| {
         traffic(c, "xgboost-iris").len() == 2
     });
     let split = load::run(
@@ -566,7 +564,7 @@ fn serval_on_a_real_node() {
     s3.put("models", "iris-xgboost/model.json", &model);
     apply(&cluster, &s3_credentials(&s3));
     apply(&cluster, &transformed_iris());
-    wait_for(&mut cluster, "iris-transformed to be Ready", |c| {
+    cluster.wait("iris-transformed to be Ready", |c| {
         isvc(c, "iris-transformed").is_some_and(|isvc| condition_true(&isvc, "Ready"))
     });
     let transformed = tokio.block_on(predict_v1(&activator, "iris-transformed", IRIS_V1));
@@ -603,15 +601,11 @@ fn serval_on_a_real_node() {
 
     // --- a GPU model on a node without GPUs: Pending, says why, 504 after its timeout --
     apply(&cluster, &gpu_iris());
-    wait_for(
-        &mut cluster,
-        "gpu-iris to say it cannot be scheduled",
-        |c| {
-            isvc(c, "gpu-iris").is_some_and(|isvc| {
-                condition_reason(&isvc, "PredictorReady") == Some("Unschedulable".to_string())
-            })
-        },
-    );
+    cluster.wait("gpu-iris to say it cannot be scheduled", |c| {
+        isvc(c, "gpu-iris").is_some_and(|isvc| {
+            condition_reason(&isvc, "PredictorReady") == Some("Unschedulable".to_string())
+        })
+    });
     let gpu = isvc(&cluster, "gpu-iris").expect("gpu-iris");
     let message = condition_message(&gpu, "PredictorReady").unwrap_or_default();
     assert!(
@@ -645,21 +639,18 @@ fn serval_on_a_real_node() {
         let deleted = cluster.kubectl(["delete", "inferenceservice", name], "");
         assert_eq!(deleted.code, 0, "{}", deleted.stderr);
     }
-    let mut left = Vec::new();
-    let gone_within = Instant::now() + Duration::from_secs(180);
-    while Instant::now() < gone_within {
-        left = ["xgboost-iris", "iris-transformed", "gpu-iris"]
+    cluster.wait_until("the services' objects to go", |c| {
+        let left: Vec<String> = ["xgboost-iris", "iris-transformed", "gpu-iris"]
             .iter()
-            .flat_map(|name| owned_objects(&cluster, name))
+            .flat_map(|name| owned_objects(c, name))
             .collect();
         if left.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
         }
-        cluster.check_alive();
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert!(left.is_empty(), "left 3 minutes after delete: {left:?}");
-    wait_for(&mut cluster, "the services' containers to go", |c| {
+    });
+    cluster.wait("the services' containers to go", |c| {
         let containers = c.ctr(&["containers", "list"]);
         !containers.contains("iris") && running_containers(c) == expected_containers(c)
     });
@@ -686,10 +677,6 @@ fn cluster_file(cluster: &Cluster, name: &str, contents: &str) -> String {
 fn apply(cluster: &Cluster, yaml: &str) {
     let out = cluster.kubectl(["apply", "-f", "-"], yaml);
     assert_eq!(out.code, 0, "kubectl apply: {}\n{yaml}", out.stderr);
-}
-
-fn wait_for(cluster: &mut Cluster, what: &str, ready: impl FnMut(&Cluster) -> bool) {
-    cluster.wait(what, ready);
 }
 
 fn isvc(cluster: &Cluster, name: &str) -> Option<Value> {
@@ -846,38 +833,36 @@ fn condition_message(object: &Value, kind: &str) -> Option<String> {
     condition_field(object, kind, "message")
 }
 
-async fn predict_v1(activator: &str, isvc: &str, body: &str) -> serval_tests::http_client::Answer {
-    let host = format!("{isvc}.{NAMESPACE}.example.com");
-    send_with_headers(
-        &http1(),
-        "POST",
-        &format!("http://{activator}/v1/models/{isvc}:predict"),
-        &[("host", &host)],
-        body,
-    )
-    .await
-    .expect("the activator answers")
-}
-
 /// A V2 answer's outputs, the part that depends on the model.
 fn outputs(answer: &Value) -> Value {
     answer["outputs"].clone()
 }
 
-async fn predict_by_host(activator: &str, isvc: &str) -> serval_tests::http_client::Answer {
+/// `body` to `path` on the activator, addressed to `isvc` by Host.
+async fn predict_by_host(
+    activator: &str,
+    isvc: &str,
+    path: &str,
+    body: &str,
+) -> serval_tests::http_client::Answer {
     let host = format!("{isvc}.{NAMESPACE}.example.com");
     send_with_headers(
         &http1(),
         "POST",
-        &format!("http://{activator}/v2/models/{isvc}/infer"),
+        &format!("http://{activator}{path}"),
         &[("host", &host)],
-        IRIS_REQUEST,
+        body,
     )
     .await
     .expect("the activator answers by Host")
 }
 
-/// CPU and memory of Serval's pods, idle and under load, from the kubelet's summary API.
+/// `body` to `isvc`'s V1 `:predict` through the activator.
+async fn predict_v1(activator: &str, isvc: &str, body: &str) -> serval_tests::http_client::Answer {
+    predict_by_host(activator, isvc, &format!("/v1/models/{isvc}:predict"), body).await
+}
+
+/// CPU and memory of each pod, idle and under load, from its containers' cgroups.
 fn print_usage(idle: &[(String, f64, f64)], loaded: &[(String, f64, f64)]) {
     println!("\n| pod | CPU idle (m) | memory idle (MiB) | CPU under load (m) | memory under load (MiB) |");
     println!("|---|---|---|---|---|");

@@ -8,6 +8,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
+
 use http::{Request, Response};
 use serval_api::trace_context;
 use tokio::time::Instant;
@@ -101,7 +103,6 @@ where
         let mut in_flight = InFlight::start(revision.clone());
         let (mut inner, max_retries) = (self.inner.clone(), self.max_retries);
         let (throttler, routes) = (self.throttler.clone(), self.routes.clone());
-        let mut route_changes = routes.subscribe();
         Box::pin(async move {
             let mut request = request;
             let mut resolved = resolved;
@@ -123,16 +124,23 @@ where
                         }
                     };
                     tokio::pin!(acquire);
-                    // While it waits, traffic may move off its revision (a rollout finished
-                    // and the old revision is going away): then it waits for the revision
-                    // that takes its traffic now, with the same deadline.
-                    loop {
-                        tokio::select! {
-                            biased;
-                            acquired = &mut acquire => break Waited::Acquired(acquired),
-                            Ok(()) = route_changes.changed() => {
+                    // Most requests find a slot at once; only one that waits watches the
+                    // routes. While it waits, traffic may move off its revision (a rollout
+                    // finished and the old revision is going away): then it waits for the
+                    // revision that takes its traffic now, with the same deadline.
+                    match (&mut acquire).now_or_never() {
+                        Some(acquired) => Waited::Acquired(acquired),
+                        None => {
+                            // Subscribed before the first look, so no change is missed.
+                            let mut route_changes = routes.subscribe();
+                            loop {
                                 if let Some(moved) = routes.reroute(&resolved) {
                                     break Waited::Moved(moved);
+                                }
+                                tokio::select! {
+                                    biased;
+                                    acquired = &mut acquire => break Waited::Acquired(acquired),
+                                    Ok(()) = route_changes.changed() => {}
                                 }
                             }
                         }

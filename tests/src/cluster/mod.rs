@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::apiserver::{
-    etcd_bin, http_request, kubectl_bin, log_file, make_credentials, openssl, Output, Process,
-    TOKEN,
+    etcd_bin, http_request, kube_cache, kubectl_bin, log_file, make_credentials, openssl,
+    run_with_stdin, Output, Process, TOKEN,
 };
 use crate::free_port;
 
@@ -53,12 +53,7 @@ const READY_WITHIN: Duration = Duration::from_secs(240);
 
 /// Where `tools/build-kubernetes.sh` leaves the Kubernetes binaries.
 pub fn kube_bin(name: &str) -> PathBuf {
-    let cache = std::env::var_os("SERVAL_KUBE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/serval-kube")
-        });
-    let bin = cache.join("bin").join(name);
+    let bin = kube_cache().join("bin").join(name);
     assert!(
         bin.is_file(),
         "no {name} at {}: run `bash tools/build-kubernetes.sh` (about 12 minutes the first \
@@ -235,16 +230,25 @@ impl Cluster {
     /// Polls `ready` every 250 ms until it holds; panics after [`READY_WITHIN`] or when a
     /// component exits, with that component's log.
     pub fn wait(&mut self, what: &str, mut ready: impl FnMut(&Self) -> bool) {
+        self.wait_until(what, |c| if ready(c) { Ok(()) } else { Err(String::new()) });
+    }
+
+    /// [`Cluster::wait`] for a check that says what it saw when it does not hold; the last
+    /// such answer is in the panic.
+    pub fn wait_until(&mut self, what: &str, mut check: impl FnMut(&Self) -> Result<(), String>) {
         let deadline = Instant::now() + READY_WITHIN;
+        let mut last = String::new();
         while Instant::now() < deadline {
             self.check_alive();
-            if ready(self) {
-                return;
+            match check(self) {
+                Ok(()) => return,
+                Err(seen) => last = seen,
             }
             std::thread::sleep(Duration::from_millis(250));
         }
         panic!(
-            "the cluster: no {what} within {READY_WITHIN:?}; kubelet's log ends:\n{}",
+            "the cluster: no {what} within {READY_WITHIN:?} (last seen: {last}); kubelet's log \
+             ends:\n{}",
             self.log_tail("kubelet", 30)
         );
     }
@@ -599,26 +603,4 @@ pub fn condition_true(object: &Value, kind: &str) -> bool {
                 .iter()
                 .any(|c| c["type"] == kind && c["status"] == "True")
         })
-}
-
-fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the command");
-    let mut pipe = child.stdin.take().expect("stdin");
-    let input = stdin.to_string();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(input.as_bytes());
-    });
-    let out = child.wait_with_output().expect("wait for the command");
-    let _ = writer.join();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serval_tests::cluster::{condition_true, Cluster};
-use serval_tests::http_client::{http1, send_with_headers, Answer};
+use serval_tests::http_client::Answer;
 
 use super::{IRIS_REQUEST, NAMESPACE};
 
@@ -100,13 +100,12 @@ pub(crate) fn cold_start(
     isvc: &str,
     revision: &str,
 ) -> ColdStart {
-    let host = format!("{isvc}.{NAMESPACE}.example.com");
-    let url = format!("http://{activator}/v2/models/{isvc}/infer");
+    let (activator, isvc) = (activator.to_string(), isvc.to_string());
+    let path = format!("/v2/models/{isvc}/infer");
     let sent = SystemTime::now();
     let started = Instant::now();
-    let request = tokio.spawn(async move {
-        send_with_headers(&http1(), "POST", &url, &[("host", &host)], IRIS_REQUEST).await
-    });
+    let request = tokio
+        .spawn(async move { super::predict_by_host(&activator, &isvc, &path, IRIS_REQUEST).await });
     let mut seen: Vec<Option<Duration>> = vec![None; EVENTS.len()];
     let mut pod_name = None;
     while !request.is_finished() {
@@ -123,10 +122,7 @@ pub(crate) fn cold_start(
         std::thread::sleep(Duration::from_millis(20));
     }
     seen[ANSWERED] = Some(started.elapsed());
-    let answer = tokio
-        .block_on(request)
-        .expect("the request task")
-        .unwrap_or_else(|e| panic!("the held request failed: {e}"));
+    let answer = tokio.block_on(request).expect("the request task");
     if let Some(pod) = &pod_name {
         let since = |at: Option<SystemTime>| at.and_then(|t| t.duration_since(sent).ok());
         let (sandbox, started) = containerd_events(cluster, pod);
