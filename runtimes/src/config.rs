@@ -13,6 +13,8 @@ pub enum ModelFormat {
     Onnx,
     Xgboost,
     Lightgbm,
+    /// A GGUF language model, served over OpenAI's API (needs the `llm` feature).
+    Gguf,
 }
 
 /// How `serval runtime` is configured.
@@ -48,7 +50,30 @@ pub struct Config {
     /// The ONNX Runtime shared library (`libonnxruntime.so`), loaded only for ONNX models.
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_dylib_path: Option<PathBuf>,
+    /// Language models: sequences generated together in one batch (vLLM's flag name).
+    #[arg(long, env = "SERVAL_MAX_NUM_SEQS", default_value_t = 16)]
+    pub max_num_seqs: usize,
+    /// Language models: longest prompt plus output of one request, in tokens; at most the
+    /// model's trained context.
+    #[arg(long, env = "SERVAL_MAX_MODEL_LEN", default_value_t = 2048)]
+    pub max_model_len: usize,
+    /// Language models: KV-cache size in tokens, shared by the running sequences. Each
+    /// request reserves its prompt plus its `max_tokens` when it joins the batch.
+    #[arg(long, env = "SERVAL_KV_CACHE_TOKENS", default_value_t = 16384)]
+    pub kv_cache_tokens: usize,
+    /// Language models: requests waiting for a place in the batch; beyond it, 503.
+    #[arg(long, env = "SERVAL_MAX_WAITING", default_value_t = 256)]
+    pub max_waiting: usize,
+    /// Language models: CPU threads for generation; 0 is one per core.
+    #[arg(long, env = "SERVAL_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Language models: layers offloaded to the GPU (CUDA builds); 0 keeps all on the CPU.
+    #[arg(long, env = "SERVAL_GPU_LAYERS", default_value_t = DEFAULT_GPU_LAYERS)]
+    pub gpu_layers: u32,
 }
+
+/// A CUDA build offloads every layer unless told otherwise.
+const DEFAULT_GPU_LAYERS: u32 = if cfg!(feature = "cuda") { 999 } else { 0 };
 
 impl Config {
     /// Defaults, serving `model_dir` under `model_name`; for embedding and tests.
@@ -64,6 +89,12 @@ impl Config {
             max_batch_size: 0,
             max_latency_ms: 5,
             ort_dylib_path: None,
+            max_num_seqs: 16,
+            max_model_len: 2048,
+            kv_cache_tokens: 16384,
+            max_waiting: 256,
+            threads: 0,
+            gpu_layers: DEFAULT_GPU_LAYERS,
         }
     }
 
@@ -74,6 +105,18 @@ impl Config {
         }
         if self.max_body_bytes == 0 {
             return bad("--max-body-bytes must be positive");
+        }
+        if self.max_num_seqs == 0 || self.max_num_seqs > 256 {
+            return bad("--max-num-seqs must be between 1 and 256");
+        }
+        if self.max_model_len < 2 {
+            return bad("--max-model-len must be at least 2");
+        }
+        if self.kv_cache_tokens < self.max_model_len {
+            return bad("--kv-cache-tokens must be at least --max-model-len");
+        }
+        if self.max_waiting == 0 {
+            return bad("--max-waiting must be positive");
         }
         if self.http_port != 0 && self.http_port == self.grpc_port {
             return bad("--http-port and --grpc-port must differ");

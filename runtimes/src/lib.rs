@@ -1,15 +1,17 @@
 //! `serval-runtimes` is Serval's model server (`serval runtime`): KServe V1 and Open
-//! Inference Protocol V2 over REST and gRPC, and OpenAI completions for language models,
-//! over ONNX Runtime, XGBoost, LightGBM and GGUF backends. Built so far: V1, V2 over REST
-//! (with the binary tensor extension) and gRPC, Prometheus metrics under KServe's names,
-//! adaptive batching, and the ONNX (ONNX Runtime, loaded at run time), XGBoost and
-//! LightGBM (evaluated in Rust) backends. Not built yet: OpenAI completions and GGUF.
+//! Inference Protocol V2 over REST and gRPC, with Prometheus metrics under KServe's names
+//! and adaptive batching, over ONNX Runtime (loaded at run time), XGBoost and LightGBM
+//! (evaluated in Rust); and, with the `llm` feature, OpenAI completions and chat
+//! completions for GGUF language models through llama.cpp, with continuous batching and
+//! metrics under vLLM's names.
 
 mod batcher;
 mod config;
 mod error;
 mod grpc;
 pub mod http;
+#[cfg(feature = "llm")]
+mod llm;
 mod metrics;
 pub mod model;
 mod served;

@@ -30,6 +30,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RuntimeError> {
     config.validate()?;
+    if let Some(file) = crate::model::language_model(&config)? {
+        return serve_language_model(config, file, shutdown).await;
+    }
     let loading = config.clone();
     let load_started = std::time::Instant::now();
     // Loading parses files and may build ONNX Runtime sessions: keep it off the reactor.
@@ -89,4 +92,26 @@ pub async fn run(
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(feature = "llm")]
+async fn serve_language_model(
+    config: Config,
+    file: std::path::PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    crate::llm::serve(config, file, shutdown).await
+}
+
+#[cfg(not(feature = "llm"))]
+async fn serve_language_model(
+    _: Config,
+    file: std::path::PathBuf,
+    _: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    Err(RuntimeError::Load {
+        path: file,
+        reason: "this build of serval has no language-model support (build with the `llm` feature)"
+            .into(),
+    })
 }

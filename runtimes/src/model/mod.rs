@@ -73,6 +73,10 @@ pub fn load(config: &Config) -> Result<Arc<dyn Model>, RuntimeError> {
         }
         ModelFormat::Xgboost => load_trees(dir, Some(crate::trees::Library::Xgboost)),
         ModelFormat::Lightgbm => load_trees(dir, Some(crate::trees::Library::Lightgbm)),
+        ModelFormat::Gguf => Err(RuntimeError::Load {
+            path: dir.clone(),
+            reason: "a GGUF language model is served by the OpenAI server, not as tensors".into(),
+        }),
     }
 }
 
@@ -98,6 +102,58 @@ fn load_trees(
 }
 
 /// `model.onnx`, else the only `*.onnx` file in `dir`.
+/// The GGUF file to serve when `config` is a language model: `--model-format gguf`, or
+/// no format and a `.gguf` file in the model directory (or the directory is that file).
+pub fn language_model(config: &Config) -> Result<Option<PathBuf>, RuntimeError> {
+    let dir = &config.model_dir;
+    match config.model_format {
+        Some(ModelFormat::Gguf) => find_gguf(dir)?.map(Some).ok_or_else(|| RuntimeError::Load {
+            path: dir.clone(),
+            reason: "no .gguf file found".into(),
+        }),
+        Some(_) => Ok(None),
+        None if dir.exists() => find_gguf(dir),
+        None => Ok(None),
+    }
+}
+
+/// The one `.gguf` file in the model directory (or the file itself).
+fn find_gguf(dir: &Path) -> Result<Option<PathBuf>, RuntimeError> {
+    if dir.is_file() {
+        return Ok(dir
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            .then(|| dir.to_path_buf()));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| RuntimeError::Load {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        })
+        .collect();
+    found.sort();
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => Err(RuntimeError::Load {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "more than one .gguf file ({}): keep one per model directory",
+                found
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
 fn find_onnx(dir: &Path) -> Result<Option<PathBuf>, RuntimeError> {
     let preferred = dir.join("model.onnx");
     if preferred.is_file() {
