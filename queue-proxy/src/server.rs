@@ -125,12 +125,16 @@ pub async fn run(
         config.stats_window,
         gpu_reader(&config),
     ));
-    if let Some(metric) = config.queue_depth_metric.clone() {
-        tasks.spawn(reporter::scrape_queue_depth(
+    let names = reporter::RuntimeMetricNames {
+        queue_depth: config.queue_depth_metric.clone(),
+        kv_cache_usage: config.kv_cache_metric.clone(),
+    };
+    if names.queue_depth.is_some() || names.kv_cache_usage.is_some() {
+        tasks.spawn(reporter::scrape_runtime_metrics(
             shared.clone(),
             config.upstream,
             config.runtime_metrics_path.clone(),
-            metric,
+            names,
             config.stats_window,
         ));
     }

@@ -51,16 +51,13 @@ pub struct Config {
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_dylib_path: Option<PathBuf>,
     /// Language models: sequences generated together in one batch (vLLM's flag name).
-    #[arg(long, env = "SERVAL_MAX_NUM_SEQS", default_value_t = 16)]
+    /// Each has a KV cache of `--max-model-len` tokens.
+    #[arg(long, env = "SERVAL_MAX_NUM_SEQS", default_value_t = 8)]
     pub max_num_seqs: usize,
     /// Language models: longest prompt plus output of one request, in tokens; at most the
     /// model's trained context.
     #[arg(long, env = "SERVAL_MAX_MODEL_LEN", default_value_t = 2048)]
     pub max_model_len: usize,
-    /// Language models: KV-cache size in tokens, shared by the running sequences. Each
-    /// request reserves its prompt plus its `max_tokens` when it joins the batch.
-    #[arg(long, env = "SERVAL_KV_CACHE_TOKENS", default_value_t = 16384)]
-    pub kv_cache_tokens: usize,
     /// Language models: requests waiting for a place in the batch; beyond it, 503.
     #[arg(long, env = "SERVAL_MAX_WAITING", default_value_t = 256)]
     pub max_waiting: usize,
@@ -89,9 +86,8 @@ impl Config {
             max_batch_size: 0,
             max_latency_ms: 5,
             ort_dylib_path: None,
-            max_num_seqs: 16,
+            max_num_seqs: 8,
             max_model_len: 2048,
-            kv_cache_tokens: 16384,
             max_waiting: 256,
             threads: 0,
             gpu_layers: DEFAULT_GPU_LAYERS,
@@ -111,9 +107,6 @@ impl Config {
         }
         if self.max_model_len < 2 {
             return bad("--max-model-len must be at least 2");
-        }
-        if self.kv_cache_tokens < self.max_model_len {
-            return bad("--kv-cache-tokens must be at least --max-model-len");
         }
         if self.max_waiting == 0 {
             return bad("--max-waiting must be positive");

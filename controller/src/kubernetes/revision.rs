@@ -363,12 +363,7 @@ pub fn revision_deployment(
         ),
         format!("--request-timeout={timeout}s"),
     ];
-    if let Some(metric) = template
-        .annotations
-        .get(serval_api::annotations::serval::QUEUE_DEPTH_METRIC)
-    {
-        queue_proxy_args.push(format!("--queue-depth-metric={metric}"));
-    }
+    queue_proxy_args.extend(crate::runtime_metric_args(&template.annotations));
     let queue_proxy = json!({
         "name": "queue-proxy",
         "image": settings.image,

@@ -1,4 +1,7 @@
-//! The ServingRuntimes Serval brings: its own model server for the formats it evaluates.
+//! The ServingRuntimes Serval brings: its own model server for the formats it evaluates,
+//! and the same server for GGUF language models over OpenAI's API.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Container;
 use serval_api::predictor::Protocol;
@@ -7,7 +10,9 @@ use serval_api::{ClusterServingRuntime, ServingRuntimeSpec};
 
 use super::translate::SERVAL_IMAGE;
 
-/// `serval-runtime`: ONNX, XGBoost and LightGBM over V1, V2 and gRPC, auto-selected.
+/// `serval-runtime`: ONNX, XGBoost and LightGBM over V1, V2 and gRPC, auto-selected; and
+/// `serval-llm`: GGUF language models over OpenAI's API, its queue depth and KV-cache usage
+/// scraped from the runtime's `vllm:num_requests_waiting` and `vllm:kv_cache_usage_perc`.
 pub fn builtin_runtimes() -> Vec<ClusterServingRuntime> {
     let format = |name: &str| SupportedModelFormat {
         name: name.to_string(),
@@ -30,8 +35,37 @@ pub fn builtin_runtimes() -> Vec<ClusterServingRuntime> {
         }],
         ..ServingRuntimeSpec::default()
     };
-    vec![ClusterServingRuntime::new(
-        "serval-runtime",
-        ClusterServingRuntimeSpec { runtime: spec },
-    )]
+    let llm = ServingRuntimeSpec {
+        supported_model_formats: vec![format("gguf")],
+        protocol_versions: Vec::new(),
+        annotations: Some(BTreeMap::from([
+            (
+                serval_api::annotations::serval::QUEUE_DEPTH_METRIC.to_string(),
+                "vllm:num_requests_waiting".to_string(),
+            ),
+            (
+                serval_api::annotations::serval::KV_CACHE_METRIC.to_string(),
+                "vllm:kv_cache_usage_perc".to_string(),
+            ),
+        ])),
+        containers: vec![Container {
+            name: "kserve-container".into(),
+            image: Some(format!("{SERVAL_IMAGE}:latest")),
+            args: Some(vec![
+                "runtime".into(),
+                "--model-name={{.Name}}".into(),
+                "--model-dir=/mnt/models".into(),
+                "--model-format=gguf".into(),
+            ]),
+            ..Container::default()
+        }],
+        ..ServingRuntimeSpec::default()
+    };
+    vec![
+        ClusterServingRuntime::new(
+            "serval-runtime",
+            ClusterServingRuntimeSpec { runtime: spec },
+        ),
+        ClusterServingRuntime::new("serval-llm", ClusterServingRuntimeSpec { runtime: llm }),
+    ]
 }

@@ -3,6 +3,7 @@
 //! machine, and the model comes from a local directory instead of a storage initializer;
 //! transformers and explainers run their own container's command.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serval_api::component::ComponentExtensionSpec;
@@ -81,9 +82,11 @@ pub fn predictor_replica_spec(
     manifest_dir: &Path,
 ) -> Result<ReplicaSpec, TranslateError> {
     let predictor = &isvc.spec.predictor;
+    let mut runtime_annotations = BTreeMap::new();
     let (container, runtime_name, model_dir) = match predictor.implementation() {
         Some(PredictorImplementation::Model(model)) => {
             let selected = select_runtime(&model, namespaced, cluster)?;
+            runtime_annotations = selected.spec.annotations.clone().unwrap_or_default();
             let container = selected.spec.containers.first().cloned().ok_or_else(|| {
                 TranslateError::NothingToRun {
                     runtime: selected.name.to_string(),
@@ -156,6 +159,9 @@ pub fn predictor_replica_spec(
     if serval_runtime {
         queue_proxy_args.push("--probe-path=/v2/health/ready".into());
     }
+    // The service's own annotations win over its runtime's, as on Kubernetes.
+    runtime_annotations.extend(isvc.metadata.annotations.clone().unwrap_or_default());
+    queue_proxy_args.extend(crate::runtime_metric_args(&runtime_annotations));
     Ok(ReplicaSpec {
         revision: revision.to_string(),
         runtime_command: command,

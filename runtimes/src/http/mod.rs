@@ -64,6 +64,27 @@ async fn metrics(State(served): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// How much of a body over the limit is still read (and dropped) before the 413 goes out,
+/// and for how long. A server that answers and closes while a proxy in front of it is still
+/// sending makes that proxy fail with a broken pipe (a 502 to the client) instead of
+/// passing the 413 on; reading the rest first lets every hop finish sending.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn drain(mut body: axum::body::BodyDataStream) {
+    use futures_util::StreamExt;
+    let mut read = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Reads a request body up to `limit` bytes; more is 413, whether announced by
 /// Content-Length or found while reading.
 pub(crate) async fn read_body(
@@ -71,20 +92,25 @@ pub(crate) async fn read_body(
     body: Body,
     limit: usize,
 ) -> Result<Bytes, InferError> {
+    use futures_util::StreamExt;
+    let mut body = body.into_data_stream();
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(body).await;
         return Err(InferError::TooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            InferError::TooLarge { limit }
-        } else {
-            InferError::Malformed(format!("cannot read the request body: {e}"))
+    let mut bytes = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| InferError::Malformed(format!("cannot read the request body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            drain(body).await;
+            return Err(InferError::TooLarge { limit });
         }
-    })
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
 }

@@ -37,6 +37,7 @@ pub(crate) struct Generation {
     pub(crate) prompt: Vec<LlamaToken>,
     pub(crate) max_tokens: u32,
     pub(crate) sampling: Sampling,
+    pub(crate) ignore_eos: bool,
     pub(crate) arrived: Instant,
     /// Unbounded, but the engine sends at most `max_tokens + 1` events.
     pub(crate) events: mpsc::UnboundedSender<Event>,
@@ -46,7 +47,6 @@ pub(crate) struct Generation {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub(crate) max_sequences: usize,
-    pub(crate) kv_tokens: usize,
     pub(crate) max_model_len: usize,
     pub(crate) max_waiting: usize,
     pub(crate) threads: i32,
@@ -142,11 +142,17 @@ impl Engine {
         std::thread::Builder::new()
             .name("llm-engine".into())
             .spawn(move || {
+                // One KV cache per sequence (not one shared): a sequence's cells are laid
+                // out as if it ran alone, so batching does not change its tokens.
+                let kv_tokens = limits.max_model_len * limits.max_sequences;
                 let params = LlamaContextParams::default()
-                    .with_n_ctx(NonZeroU32::new(limits.kv_tokens as u32))
+                    .with_n_ctx(NonZeroU32::new(kv_tokens as u32))
                     .with_n_batch((limits.max_model_len + limits.max_sequences) as u32)
                     .with_n_seq_max(limits.max_sequences as u32)
-                    .with_kv_unified(true)
+                    .with_kv_unified(false)
+                    // As llama-cpp-python: exact attention, and the same numbers whatever
+                    // the batch holds.
+                    .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
                     .with_n_threads(limits.threads)
                     .with_n_threads_batch(limits.threads);
                 let context = match backend().and_then(|b| {
@@ -210,10 +216,6 @@ struct Sequence {
 }
 
 impl Sequence {
-    fn reserved(&self) -> usize {
-        self.generation.prompt.len() + self.generation.max_tokens as usize
-    }
-
     fn send(&mut self, event: Event) {
         let last = !matches!(event, Event::Token(_));
         if self.generation.events.send(event).is_err() || last {
@@ -262,7 +264,7 @@ impl<'m> Stepper<'m> {
         Self {
             model,
             context,
-            slots: Slots::new(limits.max_sequences, limits.kv_tokens),
+            slots: Slots::new(limits.max_sequences),
             batch: LlamaBatch::new(
                 limits.max_model_len + limits.max_sequences,
                 limits.max_sequences as i32,
@@ -303,8 +305,7 @@ impl<'m> Stepper<'m> {
                 self.metrics.waiting.dec();
                 continue;
             }
-            let need = generation.prompt.len() + generation.max_tokens as usize;
-            let Some(id) = self.slots.admit(need) else {
+            let Some(id) = self.slots.admit() else {
                 self.next = Some(generation);
                 return true;
             };
@@ -386,7 +387,7 @@ impl<'m> Stepper<'m> {
             }
             seq.last_token_at = now;
             seq.next = Some(token);
-            if vocab.is_eog(token) {
+            if vocab.is_eog(token) && !seq.generation.ignore_eos {
                 seq.send(Event::Finished(FinishReason::Stop));
                 continue;
             }
@@ -409,7 +410,7 @@ impl<'m> Stepper<'m> {
                 let _ = self
                     .context
                     .clear_kv_cache_seq(Some(seq.id as u32), None, None);
-                self.slots.release(seq.id, seq.reserved());
+                self.slots.release(seq.id);
                 self.metrics
                     .e2e_latency
                     .observe(seq.generation.arrived.elapsed().as_secs_f64());
@@ -420,7 +421,7 @@ impl<'m> Stepper<'m> {
         let cached: usize = self.running.iter().map(|s| s.cached).sum();
         self.metrics
             .kv_cache_usage
-            .set(cached as f64 / self.limits.kv_tokens.max(1) as f64);
+            .set(cached as f64 / (self.limits.max_model_len * self.limits.max_sequences) as f64);
         self.metrics.running.set(self.running.len() as i64);
     }
 }

@@ -248,6 +248,7 @@ async fn respond(state: AppState, prepared: Prepared) -> Response {
         prompt: prepared.prompt,
         max_tokens: prepared.max_tokens,
         sampling: prepared.generate.sampling,
+        ignore_eos: prepared.generate.ignore_eos,
         arrived: Instant::now(),
         events: events_tx,
     };

@@ -63,7 +63,6 @@ pub(crate) async fn serve(
     };
     let limits = engine::Limits {
         max_sequences: config.max_num_seqs,
-        kv_tokens: config.kv_cache_tokens.max(max_model_len),
         max_model_len,
         max_waiting: config.max_waiting,
         threads: threads as i32,
@@ -91,7 +90,6 @@ pub(crate) async fn serve(
         http = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         max_num_seqs = limits.max_sequences,
         max_model_len = limits.max_model_len,
-        kv_cache_tokens = limits.kv_tokens,
         threads,
         load_ms = started.elapsed().as_secs_f64() * 1e3,
         "language model server ready"

@@ -145,6 +145,9 @@ pub(crate) struct Common {
     pub(crate) top_logprobs: Option<Value>,
     pub(crate) best_of: Option<i64>,
     pub(crate) echo: Option<bool>,
+    /// vLLM's extension: generate `max_tokens` even past the end-of-sequence token.
+    #[serde(default)]
+    pub(crate) ignore_eos: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +203,7 @@ pub(crate) struct Generate {
     pub(crate) stop: Vec<String>,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
+    pub(crate) ignore_eos: bool,
 }
 
 impl Common {
@@ -294,6 +298,7 @@ impl Common {
                 .stream_options
                 .as_ref()
                 .is_some_and(|o| o.include_usage),
+            ignore_eos: self.ignore_eos,
         })
     }
 }
