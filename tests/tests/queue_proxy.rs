@@ -184,7 +184,14 @@ async fn counts_output_tokens_of_streamed_and_plain_completions() {
 async fn stats_report_concurrency_requests_and_runtime_queue_depth() {
     let upstream = free_port();
     backend::start(addr(upstream)).await;
-    let pod = start_proxy(upstream, &["--queue-depth-metric=test_queue_depth"]).await;
+    let pod = start_proxy(
+        upstream,
+        &[
+            "--queue-depth-metric=test_queue_depth",
+            "--kv-cache-metric=test_kv_cache_usage",
+        ],
+    )
+    .await;
     let client = http1();
     let calls: Vec<_> = (0..4)
         .map(|_| {
@@ -209,6 +216,7 @@ async fn stats_report_concurrency_requests_and_runtime_queue_depth() {
         stat["runtimeQueueDepth"], 3.0,
         "2 + 1 summed over label sets: {stat}"
     );
+    assert_eq!(stat["runtimeKvCacheUsage"], 0.25, "{stat}");
     assert!(stat.get("gpu").is_none(), "no GPU here: {stat}");
     for call in calls {
         assert_eq!(call.await.unwrap().unwrap().status, 200);
