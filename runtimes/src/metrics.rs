@@ -74,15 +74,19 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        let registry = self
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        encode(&self.registry)
     }
+}
+
+/// A registry's Prometheus text exposition.
+pub(crate) fn encode(registry: &Mutex<Registry>) -> String {
+    let mut out = String::new();
+    let registry = registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
 }
 
 #[cfg(test)]

@@ -20,19 +20,24 @@ pub fn builtin_runtimes() -> Vec<ClusterServingRuntime> {
         auto_select: Some(true),
         priority: Some(1),
     };
+    let runtime = |extra_args: &[&str]| {
+        let mut args = vec![
+            "runtime".to_string(),
+            "--model-name={{.Name}}".to_string(),
+            "--model-dir=/mnt/models".to_string(),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        vec![Container {
+            name: "kserve-container".into(),
+            image: Some(format!("{SERVAL_IMAGE}:latest")),
+            args: Some(args),
+            ..Container::default()
+        }]
+    };
     let spec = ServingRuntimeSpec {
         supported_model_formats: vec![format("onnx"), format("xgboost"), format("lightgbm")],
         protocol_versions: vec![Protocol::V1, Protocol::V2, Protocol::GrpcV2],
-        containers: vec![Container {
-            name: "kserve-container".into(),
-            image: Some(format!("{SERVAL_IMAGE}:latest")),
-            args: Some(vec![
-                "runtime".into(),
-                "--model-name={{.Name}}".into(),
-                "--model-dir=/mnt/models".into(),
-            ]),
-            ..Container::default()
-        }],
+        containers: runtime(&[]),
         ..ServingRuntimeSpec::default()
     };
     let llm = ServingRuntimeSpec {
@@ -48,17 +53,7 @@ pub fn builtin_runtimes() -> Vec<ClusterServingRuntime> {
                 "vllm:kv_cache_usage_perc".to_string(),
             ),
         ])),
-        containers: vec![Container {
-            name: "kserve-container".into(),
-            image: Some(format!("{SERVAL_IMAGE}:latest")),
-            args: Some(vec![
-                "runtime".into(),
-                "--model-name={{.Name}}".into(),
-                "--model-dir=/mnt/models".into(),
-                "--model-format=gguf".into(),
-            ]),
-            ..Container::default()
-        }],
+        containers: runtime(&["--model-format=gguf"]),
         ..ServingRuntimeSpec::default()
     };
     vec![

@@ -115,14 +115,7 @@ impl LlmMetrics {
 
     /// The Prometheus text exposition.
     pub(crate) fn encode(&self) -> String {
-        let mut out = String::new();
-        let registry = self
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        crate::metrics::encode(&self.registry)
     }
 }
 
