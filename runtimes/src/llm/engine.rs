@@ -360,8 +360,9 @@ impl<'m> Stepper<'m> {
             return;
         }
         if let Err(e) = self.context.decode(&mut self.batch) {
-            // Cache reservations make this unexpected; fail what was in the batch rather
-            // than retry it forever.
+            // Each sequence's cache holds `--max-model-len` tokens, checked before it
+            // queues, so this is unexpected; fail what was in the batch rather than retry
+            // it forever.
             for seq in self.running.iter_mut().filter(|s| s.logits_at.is_some()) {
                 seq.send(Event::Failed(format!("llama.cpp decode failed: {e}")));
             }
