@@ -1,6 +1,7 @@
 //! How the activator reaches the autoscaler: a poke when a request finds no pod, and a
-//! report per revision every second. In-process for `serval dev` (the autoscaler's own
-//! value), over its HTTP API (`POST /poke`, `POST /report`) on Kubernetes.
+//! report per revision every second. Over its HTTP API (`POST /poke`, `POST /report`) on
+//! Kubernetes; `serval dev` implements [`AutoscalerClient`] over the autoscaler in its own
+//! process.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serval_api::autoscaler_wire::{ActivatorReport, Poke};
 use serval_api::Stat;
-use serval_autoscaler::live::{Autoscaler, Scaler};
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -43,39 +44,6 @@ pub trait AutoscalerClient: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), AutoscalerClientError>> + Send;
 }
 
-/// The autoscaler in the same process.
-#[derive(Debug)]
-pub struct InProcessAutoscaler<S> {
-    autoscaler: Arc<Autoscaler<S>>,
-}
-
-impl<S: Scaler> InProcessAutoscaler<S> {
-    pub fn new(autoscaler: Arc<Autoscaler<S>>) -> Self {
-        Self { autoscaler }
-    }
-}
-
-impl<S: Scaler> AutoscalerClient for InProcessAutoscaler<S> {
-    async fn poke(&self, revision: &str) -> Result<(), AutoscalerClientError> {
-        self.autoscaler
-            .poke(revision)
-            .then_some(())
-            .ok_or_else(|| AutoscalerClientError::UnknownRevision(revision.to_string()))
-    }
-
-    async fn report(
-        &self,
-        revision: &str,
-        stat: Stat,
-        queued: u32,
-    ) -> Result<(), AutoscalerClientError> {
-        self.autoscaler
-            .report_from_activator(revision, stat, queued)
-            .then_some(())
-            .ok_or_else(|| AutoscalerClientError::UnknownRevision(revision.to_string()))
-    }
-}
-
 /// The autoscaler's HTTP API at `base` (e.g. `http://serval-autoscaler:8080`).
 #[derive(Debug, Clone)]
 pub struct HttpAutoscaler {
@@ -91,10 +59,16 @@ impl HttpAutoscaler {
         }
     }
 
-    async fn post(&self, path: &str, body: serde_json::Value) -> Result<(), AutoscalerClientError> {
+    async fn post(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<(), AutoscalerClientError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| AutoscalerClientError::Unreachable(e.to_string()))?;
         let request = http::Request::post(format!("{}{path}", self.base))
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| AutoscalerClientError::Unreachable(e.to_string()))?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
@@ -136,8 +110,10 @@ impl<E: std::error::Error> SourceMessage for E {
 
 impl AutoscalerClient for HttpAutoscaler {
     async fn poke(&self, revision: &str) -> Result<(), AutoscalerClientError> {
-        self.post("/poke", serde_json::json!({ "revision": revision }))
-            .await
+        let poke = Poke {
+            revision: revision.to_string(),
+        };
+        self.post("/poke", &poke).await
     }
 
     async fn report(
@@ -146,8 +122,12 @@ impl AutoscalerClient for HttpAutoscaler {
         stat: Stat,
         queued: u32,
     ) -> Result<(), AutoscalerClientError> {
-        let body = serde_json::json!({ "revision": revision, "queued": queued, "stat": stat });
-        self.post("/report", body).await
+        let report = ActivatorReport {
+            revision: revision.to_string(),
+            queued,
+            stat,
+        };
+        self.post("/report", &report).await
     }
 }
 
@@ -211,30 +191,5 @@ impl<T: AutoscalerClient> AutoscalerClient for Arc<T> {
         queued: u32,
     ) -> impl Future<Output = Result<(), AutoscalerClientError>> + Send {
         T::report(self, revision, stat, queued)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serval_autoscaler::live::RecordingScaler;
-    use serval_autoscaler::{AutoscalerConfig, ScalingSpec};
-
-    #[tokio::test]
-    async fn in_process_client_reaches_the_autoscaler() {
-        let autoscaler = Autoscaler::new(AutoscalerConfig::default(), RecordingScaler::default());
-        let client = InProcessAutoscaler::new(autoscaler.clone());
-        assert!(matches!(
-            client.poke("nope").await,
-            Err(AutoscalerClientError::UnknownRevision(_))
-        ));
-        let config = AutoscalerConfig::default();
-        let component = serval_api::component::ComponentExtensionSpec::default();
-        let spec =
-            ScalingSpec::from_annotations(&component, &Default::default(), "metadata", &config)
-                .expect("default spec");
-        autoscaler.upsert_revision("r1", spec);
-        client.poke("r1").await.unwrap();
-        client.report("r1", Stat::default(), 3).await.unwrap();
     }
 }

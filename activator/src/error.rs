@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use http::{header, HeaderValue, Response, StatusCode};
-
-use crate::body::{full, ProxyBody};
+use http::{Response, StatusCode};
+use serval_proxy::body::ProxyBody;
+use serval_proxy::error::json_error;
 
 /// Why the activator answered instead of a model pod.
 #[derive(Debug, thiserror::Error)]
@@ -57,24 +57,14 @@ impl ActivatorError {
     }
 
     pub(crate) fn into_response(self) -> Response<ProxyBody> {
-        let body = serde_json::json!({ "error": self.to_string() }).to_string();
-        let mut response = Response::new(full(body));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(seconds) = self.retry_after() {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
+        json_error(self.status(), &self.to_string(), self.retry_after())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
     use http_body_util::BodyExt;
 
     #[tokio::test]

@@ -8,10 +8,10 @@
 //! bodies streamed both ways; and reports to the autoscaler, every second per revision, the
 //! concurrency it observed and how many requests it holds. Pods come from an [`Endpoints`]
 //! source and the autoscaler is reached through an [`AutoscalerClient`], each in-process for
-//! `serval dev` or remote on Kubernetes.
+//! `serval dev` (wired by the binary) or remote on Kubernetes. What it shares with the
+//! queue-proxy (bodies, forwarding, serving and drain) is `serval-proxy`.
 
 mod autoscaler;
-mod body;
 mod config;
 mod endpoints;
 mod error;
@@ -26,11 +26,9 @@ mod routes;
 mod server;
 mod split;
 mod throttler;
-mod workers;
 
 pub use autoscaler::{
-    AutoscalerClient, AutoscalerClientError, HttpAutoscaler, InProcessAutoscaler,
-    RecordingAutoscaler,
+    AutoscalerClient, AutoscalerClientError, HttpAutoscaler, RecordingAutoscaler,
 };
 pub use config::Config;
 pub use endpoints::{Endpoints, EndpointsSnapshot, LocalEndpoints, PodEndpoint};

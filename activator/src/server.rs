@@ -9,7 +9,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use serval_api::headers::REQUEST_ID;
-use serval_api::trace_context::TraceLayer;
+use serval_proxy::serve::{serve_on_threads, ServeSettings};
+use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -17,7 +18,6 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::autoscaler::AutoscalerClient;
-use crate::body::{BoxError, ProxyBody, RequestBody};
 use crate::config::Config;
 use crate::endpoints::Endpoints;
 use crate::layers::headers::HeadersLayer;
@@ -29,7 +29,7 @@ use crate::proxy::Forward;
 use crate::report;
 use crate::routes::RouteTable;
 use crate::throttler::Throttler;
-use crate::workers::{self, ConnectionSettings};
+use serval_proxy::body::{BoxError, ProxyBody, RequestBody};
 
 /// Pokes waiting for the reporter; past this they are dropped (the reports carry the queue).
 const POKE_QUEUE: usize = 1024;
@@ -184,9 +184,9 @@ impl Activator {
             threads,
             "activator serving"
         );
-        let settings = ConnectionSettings {
-            max_concurrent_streams: self.config.max_concurrent_streams,
-            drain_timeout: self.config.drain_timeout,
+        let settings = ServeSettings {
+            max_concurrent_streams: Some(self.config.max_concurrent_streams),
+            drain_timeout: Some(self.config.drain_timeout),
         };
         // Each thread forwards over a pool of its own, so a request and its upstream
         // connection stay on one thread.
@@ -197,7 +197,15 @@ impl Activator {
                 self.config.max_retries,
             )
         };
-        workers::serve(listener, threads, make_stack, settings, shutdown).await;
+        serve_on_threads(
+            listener,
+            threads,
+            "activator",
+            make_stack,
+            settings,
+            shutdown,
+        )
+        .await;
     }
 }
 

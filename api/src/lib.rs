@@ -1,13 +1,15 @@
 //! `serval-api` holds the shapes every other Serval crate agrees on: the KServe-compatible
 //! `serving.kserve.io` resources (`InferenceService`, `ServingRuntime`,
 //! `ClusterServingRuntime`), the annotation keys Serval honours, the `Stat` that queue-proxies
-//! report, and the pure functions that validate manifests and select a runtime for a model.
-//! It performs no I/O: callers parse, validate and decide with it, and do the talking elsewhere.
+//! report, the poke and report an activator sends the autoscaler, and the pure functions
+//! that validate manifests and select a runtime for a model. It holds types and pure
+//! functions only: callers parse, validate and decide with it, and do the talking elsewhere.
 //!
 //! The Kubernetes resource types sit behind the default `kubernetes` feature, so the
 //! queue-proxy can share `Stat`, headers and annotation parsing without compiling them.
 
 pub mod annotations;
+pub mod autoscaler_wire;
 pub mod duration;
 pub mod error_chain;
 pub mod field_error;
@@ -15,8 +17,6 @@ pub mod headers;
 pub mod metric;
 pub mod model_cache;
 pub mod stat;
-#[cfg(feature = "trace-context")]
-pub mod trace_context;
 
 #[cfg(feature = "kubernetes")]
 pub mod component;

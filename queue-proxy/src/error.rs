@@ -2,7 +2,8 @@
 
 use http::{Response, StatusCode};
 
-use crate::body::ProxyBody;
+use serval_proxy::body::ProxyBody;
+use serval_proxy::error::json_error;
 
 /// Why the proxy answered instead of the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +18,6 @@ pub enum ProxyError {
     Timeout(std::time::Duration),
     #[error("the model server is unavailable: {0}")]
     Upstream(String),
-    #[error("bad request: {0}")]
-    BadRequest(String),
 }
 
 impl ProxyError {
@@ -27,29 +26,13 @@ impl ProxyError {
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 
     /// KServe's error shape: `{"error": "..."}` with the matching status.
     pub(crate) fn into_response(self) -> Response<ProxyBody> {
-        json_error(self.status(), &self.to_string())
+        let status = self.status();
+        let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+        json_error(status, &self.to_string(), retry_after)
     }
-}
-
-pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "error": message }).to_string();
-    let mut response = Response::new(crate::body::full(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        );
-    }
-    response
 }

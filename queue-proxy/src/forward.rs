@@ -6,49 +6,30 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use http::{Request, Response, Uri, Version};
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::uri::Authority;
+use http::{Request, Response};
 use serval_api::error_chain::error_chain;
-use serval_api::headers::strip_hop_by_hop;
+use serval_proxy::body::{ProxyBody, RequestBody};
+use serval_proxy::forward::{authority, to_next_hop, Upstreams};
 use tower::Service;
 
-use crate::body::{ProxyBody, RequestBody};
 use crate::error::ProxyError;
 use crate::layers::ResponseFuture;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Forward {
-    upstream: SocketAddr,
+    upstream: Authority,
     // Shared, not cloned per request: a client clone copies its builders and bumps several
     // reference counts, which showed in the proxy's profile.
-    clients: Arc<Clients>,
-}
-
-#[derive(Debug)]
-struct Clients {
-    http1: Client<HttpConnector, RequestBody>,
-    http2: Client<HttpConnector, RequestBody>,
+    upstreams: Arc<Upstreams<RequestBody>>,
 }
 
 impl Forward {
     pub(crate) fn new(upstream: SocketAddr) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector.clone());
-        let http2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build(connector);
         Self {
-            upstream,
-            clients: Arc::new(Clients { http1, http2 }),
+            upstream: authority(upstream),
+            upstreams: Arc::default(),
         }
     }
 }
@@ -64,34 +45,12 @@ impl Service<Request<RequestBody>> for Forward {
 
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri = match Uri::try_from(format!("http://{}{path}", self.upstream)) {
-            Ok(uri) => uri,
-            Err(e) => {
-                let error = ProxyError::BadRequest(format!("request target {path:?}: {e}"));
-                return Box::pin(async move { Ok(error.into_response()) });
-            }
-        };
-        parts.uri = uri;
-        strip_hop_by_hop(&mut parts.headers);
-        let http2 = parts.version == Version::HTTP_2;
-        if !http2 {
-            parts.version = Version::HTTP_11;
-        }
-        let clients = self.clients.clone();
+        to_next_hop(&mut parts, &self.upstream);
         let request = Request::from_parts(parts, body);
+        let upstreams = self.upstreams.clone();
         Box::pin(async move {
-            let client = if http2 {
-                &clients.http2
-            } else {
-                &clients.http1
-            };
-            match client.request(request).await {
-                Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
+            match upstreams.send(request).await {
+                Ok(response) => Ok(response),
                 Err(e) => Ok(ProxyError::Upstream(error_chain(&e)).into_response()),
             }
         })

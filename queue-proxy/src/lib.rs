@@ -6,7 +6,6 @@
 //! and drains on SIGTERM without losing an accepted request.
 
 mod admin;
-mod body;
 mod config;
 mod error;
 mod forward;
@@ -19,5 +18,5 @@ mod server;
 
 pub use config::Config;
 pub use error::ProxyError;
-pub use layers::stats::{StatsRecorder, WindowStats};
-pub use server::{run, QueueProxyError};
+pub use layers::stats::{Counted, StatsRecorder, WindowStats};
+pub use server::{run, QueueProxy, QueueProxyError};

@@ -6,19 +6,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serval_proxy::body::{ProxyBody, RequestBody};
+
 use http::{Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use serval_api::trace_context::TraceLayer;
+use serval_proxy::serve::{serve, ServeSettings};
+use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
 use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::admin::{self, Shared};
-use crate::body::{ProxyBody, RequestBody};
 use crate::config::Config;
 use crate::forward::Forward;
 use crate::gpu::{GpuReader, NvmlReader, VisibleDevices};
@@ -93,97 +90,115 @@ fn gpu_reader(config: &Config) -> Option<Arc<dyn GpuReader>> {
     }
 }
 
-/// Serves until `shutdown` completes, then fails readiness, keeps serving for the drain
-/// period, stops accepting, finishes what is in flight and returns.
+/// A queue-proxy: its request stack, what the admin port serves, and its background tasks
+/// (readiness probe, stats windows, runtime metrics), stopped when dropped.
+#[derive(Debug)]
+pub struct QueueProxy {
+    config: Config,
+    shared: Arc<Shared>,
+    stack: Stack,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl QueueProxy {
+    /// Starts the background tasks. Must be called inside a Tokio runtime.
+    pub fn start(config: Config) -> Result<Self, QueueProxyError> {
+        let probe = Probe::new(config.upstream, config.probe_path.as_deref())
+            .map_err(QueueProxyError::Config)?;
+        let recorder = Arc::new(StatsRecorder::new(Instant::now()));
+        let shared = Arc::new(Shared::new(recorder.clone()));
+        let stack = stack(&config, recorder);
+
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(probe::run(
+            probe,
+            config.probe_period,
+            shared.runtime_ready.clone(),
+        ));
+        tasks.spawn(reporter::report(
+            shared.clone(),
+            config.pod_name.clone(),
+            config.stats_window,
+            gpu_reader(&config),
+        ));
+        let names = reporter::RuntimeMetricNames {
+            queue_depth: config.queue_depth_metric.clone(),
+            kv_cache_usage: config.kv_cache_metric.clone(),
+        };
+        if names.queue_depth.is_some() || names.kv_cache_usage.is_some() {
+            tasks.spawn(reporter::scrape_runtime_metrics(
+                shared.clone(),
+                config.upstream,
+                config.runtime_metrics_path.clone(),
+                names,
+                config.stats_window,
+            ));
+        }
+        Ok(Self {
+            config,
+            shared,
+            stack,
+            tasks,
+        })
+    }
+
+    /// Serves the user port on `listener` and the admin port on `admin` until `shutdown`
+    /// completes; then fails readiness, keeps serving for the drain period, stops accepting,
+    /// finishes what is in flight and returns.
+    pub async fn serve(
+        mut self,
+        listener: TcpListener,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let admin_router = admin::router(self.shared.clone());
+        self.tasks.spawn(async move {
+            if let Err(e) = axum::serve(admin, admin_router).await {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        });
+        tracing::info!(listen = ?listener.local_addr().ok(), upstream = %self.config.upstream,
+            admin = %self.config.admin_listen,
+            container_concurrency = self.config.container_concurrency, "queue-proxy serving");
+        let (shared, drain_period) = (self.shared.clone(), self.config.drain_period);
+        let drained = async move {
+            shutdown.await;
+            tracing::info!(
+                ?drain_period,
+                "shutting down: failing readiness and draining"
+            );
+            shared.draining.store(true, Ordering::Release);
+            tokio::time::sleep(drain_period).await;
+        };
+        serve(
+            listener,
+            self.stack.clone(),
+            ServeSettings::default(),
+            drained,
+        )
+        .await;
+        tracing::info!("drained");
+        let _ = self.shared.drained.send(true);
+        // Give `/wait-for-drain` callers a moment to read their answer before the process ends.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.tasks.abort_all();
+    }
+}
+
+/// Binds the configured ports and serves until `shutdown` completes, then drains.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), QueueProxyError> {
-    let probe = Probe::new(config.upstream, config.probe_path.as_deref())
-        .map_err(QueueProxyError::Config)?;
     let bind = |addr| async move {
         TcpListener::bind(addr)
             .await
             .map_err(|source| QueueProxyError::Bind { addr, source })
     };
     let listener = bind(config.listen).await?;
-    let admin_listener = bind(config.admin_listen).await?;
-
-    let recorder = Arc::new(StatsRecorder::new(Instant::now()));
-    let shared = Arc::new(Shared::new(recorder.clone()));
-    let stack = stack(&config, recorder);
-
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(probe::run(
-        probe,
-        config.probe_period,
-        shared.runtime_ready.clone(),
-    ));
-    tasks.spawn(reporter::report(
-        shared.clone(),
-        config.pod_name.clone(),
-        config.stats_window,
-        gpu_reader(&config),
-    ));
-    let names = reporter::RuntimeMetricNames {
-        queue_depth: config.queue_depth_metric.clone(),
-        kv_cache_usage: config.kv_cache_metric.clone(),
-    };
-    if names.queue_depth.is_some() || names.kv_cache_usage.is_some() {
-        tasks.spawn(reporter::scrape_runtime_metrics(
-            shared.clone(),
-            config.upstream,
-            config.runtime_metrics_path.clone(),
-            names,
-            config.stats_window,
-        ));
-    }
-    let admin_router = admin::router(shared.clone());
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(admin_listener, admin_router).await {
-            tracing::error!(error = %e, "admin server stopped");
-        }
-    });
-    tracing::info!(listen = %config.listen, upstream = %config.upstream, admin = %config.admin_listen,
-        container_concurrency = config.container_concurrency, "queue-proxy serving");
-
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut drain_deadline = None;
-    loop {
-        let deadline = drain_deadline;
-        let drain_over = async move {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let stack = stack.clone();
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    stack.clone().oneshot(request.map(|b| b.map_err(Into::into).boxed()))
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                tokio::spawn(graceful.watch(connection));
-            }
-            _ = &mut shutdown, if deadline.is_none() => {
-                tracing::info!(drain_period = ?config.drain_period, "shutting down: failing readiness and draining");
-                shared.draining.store(true, Ordering::Release);
-                drain_deadline = Some(tokio::time::Instant::now() + config.drain_period);
-            }
-            _ = drain_over => break,
-        }
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    tracing::info!("drained");
-    let _ = shared.drained.send(true);
-    // Give `/wait-for-drain` callers a moment to read their answer before the process ends.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    tasks.abort_all();
+    let admin = bind(config.admin_listen).await?;
+    QueueProxy::start(config)?
+        .serve(listener, admin, shutdown)
+        .await;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serval_api::trace_context;
+use serval_proxy::trace_context;
 use tokio::time::Instant;
 use tracing::Instrument;
 

@@ -3,7 +3,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use serval_api::trace_context::TraceLayer;
+use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
 
 use crate::config::Config;

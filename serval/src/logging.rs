@@ -66,7 +66,7 @@ pub fn init(role: &str) -> Telemetry {
     }
     if provider.is_some() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        serval_api::trace_context::enable();
+        serval_proxy::trace_context::enable();
     }
     Telemetry { provider }
 }

@@ -4,28 +4,24 @@
 //! untouched. The request id is echoed on the response, errors included.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::{HeaderMap, Request, Response};
 use serval_api::headers::{REQUEST_ID, VIA_ACTIVATOR};
+use serval_proxy::headers::ClientAddr;
 use tower::{Layer, Service};
 
 use super::ResponseFuture;
-use crate::body::{ProxyBody, RequestBody};
 use crate::rng::Rng;
+use serval_proxy::body::{ProxyBody, RequestBody};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// Longer client request ids are replaced rather than forwarded.
 const MAX_REQUEST_ID: usize = 128;
-
-/// The peer of the connection a request arrived on, set by the server.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ClientAddr(pub(crate) SocketAddr);
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeadersLayer;
@@ -122,7 +118,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::full_request;
+    use serval_proxy::body::full_request;
 
     #[test]
     fn adds_forwarding_headers_and_keeps_a_sane_request_id() {

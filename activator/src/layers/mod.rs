@@ -11,7 +11,7 @@ use std::pin::Pin;
 
 use http::Response;
 
-use crate::body::ProxyBody;
+use serval_proxy::body::ProxyBody;
 
 /// Every layer answers with a response (errors are already rendered), so the stack's error
 /// type is `Infallible`.

@@ -16,9 +16,9 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::{ready, ResponseFuture};
-use crate::body::{ProxyBody, RequestBody};
 use crate::error::ActivatorError;
 use crate::routes::{RateLimit, Resolved};
+use serval_proxy::body::{ProxyBody, RequestBody};
 
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 

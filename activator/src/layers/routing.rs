@@ -11,10 +11,10 @@ use http::{Request, Response, Uri};
 use tower::{Layer, Service};
 
 use super::{ready, ResponseFuture};
-use crate::body::{ProxyBody, RequestBody};
 use crate::error::ActivatorError;
 use crate::rng::Rng;
 use crate::routes::{RequestTarget, RouteTable, REVISION_TAG_HEADER};
+use serval_proxy::body::{ProxyBody, RequestBody};
 
 #[derive(Clone, Debug)]
 pub(crate) struct RoutingLayer {

@@ -11,18 +11,18 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt;
 
 use http::{Request, Response};
-use serval_api::trace_context;
+use serval_proxy::trace_context;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::{ready, ResponseFuture};
-use crate::body::{hold_until_sent, ProxyBody, RequestBody};
 use crate::error::ActivatorError;
 use crate::proxy::{ForwardError, ForwardFuture, PodAddress};
 use crate::report::InFlight;
 use crate::routes::{Resolved, RouteTable};
 use crate::throttler::{Lease, Throttler};
+use serval_proxy::body::{hold_until_sent, ProxyBody, RequestBody};
 
 /// How a wait for a slot ended.
 enum Waited {
@@ -92,8 +92,8 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<RequestBody>) -> ResponseFuture {
-        let Some(resolved) = request.extensions().get::<Resolved>().cloned() else {
+    fn call(&mut self, mut request: Request<RequestBody>) -> ResponseFuture {
+        let Some(resolved) = request.extensions_mut().remove::<Resolved>() else {
             let error = ActivatorError::BadRequest("the request was not routed".into());
             return ready(error.into_response());
         };
@@ -104,7 +104,6 @@ where
         let (mut inner, max_retries) = (self.inner.clone(), self.max_retries);
         let (throttler, routes) = (self.throttler.clone(), self.routes.clone());
         Box::pin(async move {
-            let mut request = request;
             let mut resolved = resolved;
             let mut retries = 0;
             loop {
@@ -162,9 +161,10 @@ where
                     Ok(lease) => lease,
                     Err(error) => return Ok(error.into_response()),
                 };
-                request
-                    .extensions_mut()
-                    .insert(PodAddress(lease.endpoint.address));
+                request.extensions_mut().insert(PodAddress {
+                    authority: lease.authority.clone(),
+                    retriable: retries < max_retries,
+                });
                 let error = match tokio::time::timeout_at(deadline, inner.call(request)).await {
                     Ok(Ok(response)) => return Ok(hold_until_sent(response, (lease, in_flight))),
                     Ok(Err(error)) => error,

@@ -4,9 +4,10 @@
 //! then a roll for the split) is a pure lookup.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::layers::rate_limit::Limiter;
@@ -188,11 +189,69 @@ pub(crate) struct ServiceEntry {
     components: BTreeMap<Component, Vec<Target>>,
 }
 
-/// InferenceServices by (namespace, name); shared by the controller and the request path.
+/// Services by namespace, then name.
+type Services = HashMap<String, HashMap<String, Arc<ServiceEntry>>>;
+
+/// What a host label without a tag names.
+#[derive(Debug, Clone)]
+struct Label {
+    service: Arc<ServiceEntry>,
+    component: Option<Component>,
+}
+
+/// The table as requests read it: replaced whole on every change, never locked.
+#[derive(Debug, Default)]
+struct Snapshot {
+    services: Services,
+    /// By namespace, then host label: `<isvc>` and `<isvc>-<component>` of every service,
+    /// so the common host is one lookup; only a tag reading searches.
+    labels: HashMap<String, HashMap<String, Label>>,
+}
+
+impl Snapshot {
+    fn new(services: Services) -> Self {
+        let mut labels: HashMap<String, HashMap<String, Label>> = HashMap::new();
+        for (namespace, named) in &services {
+            let labels = labels.entry(namespace.clone()).or_default();
+            for (name, service) in named {
+                for component in Component::ALL {
+                    let label = Label {
+                        service: service.clone(),
+                        component: Some(component),
+                    };
+                    labels
+                        .entry(format!("{name}{}", component.suffix()))
+                        .or_insert(label);
+                }
+            }
+            // The plain name wins over another service's component reading.
+            for (name, service) in named {
+                let label = Label {
+                    service: service.clone(),
+                    component: None,
+                };
+                labels.insert(name.clone(), label);
+            }
+        }
+        Self { services, labels }
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<&Arc<ServiceEntry>> {
+        self.services.get(namespace)?.get(name)
+    }
+
+    fn label(&self, namespace: &str, label: &str) -> Option<&Label> {
+        self.labels.get(namespace)?.get(label)
+    }
+}
+
+/// InferenceServices by namespace and name; shared by the controller and the request path.
 #[derive(Debug)]
 pub struct RouteTable {
     domain: String,
-    services: RwLock<HashMap<(String, String), Arc<ServiceEntry>>>,
+    snapshot: ArcSwap<Snapshot>,
+    /// Serialises changes, each of which copies the table.
+    writing: Mutex<()>,
     /// Bumped on every change, so requests held for a revision learn when traffic moves.
     changes: watch::Sender<u64>,
 }
@@ -201,7 +260,8 @@ impl RouteTable {
     pub fn new(domain: impl Into<String>) -> Self {
         Self {
             domain: domain.into().trim_matches('.').to_ascii_lowercase(),
-            services: RwLock::new(HashMap::new()),
+            snapshot: ArcSwap::default(),
+            writing: Mutex::new(()),
             changes: watch::Sender::new(0),
         }
     }
@@ -211,7 +271,14 @@ impl RouteTable {
         self.changes.subscribe()
     }
 
-    fn changed(&self) {
+    /// Applies `change` to a copy of the services and publishes it.
+    fn change(&self, change: impl FnOnce(&mut Services)) {
+        let writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut services = self.snapshot.load().services.clone();
+        change(&mut services);
+        services.retain(|_, named| !named.is_empty());
+        self.snapshot.store(Arc::new(Snapshot::new(services)));
+        drop(writing);
         self.changes.send_modify(|generation| *generation += 1);
     }
 
@@ -235,49 +302,49 @@ impl RouteTable {
                 .collect();
             components.insert(*component, targets);
         }
-        let key = route.key();
-        let mut services = self.services.write().unwrap_or_else(|e| e.into_inner());
-        let limiter = match (services.get(&key), route.rate_limit) {
-            (Some(old), Some(limit)) if old.route.rate_limit == Some(limit) => old.limiter.clone(),
-            (_, limit) => limit.map(|l| Arc::new(Limiter::new(l))),
-        };
-        let entry = ServiceEntry {
-            route,
-            id,
-            limiter,
-            components,
-        };
-        services.insert(key, Arc::new(entry));
-        drop(services);
-        self.changed();
+        self.change(|services| {
+            let named = services.entry(route.namespace.clone()).or_default();
+            let limiter = match (named.get(&route.name), route.rate_limit) {
+                (Some(old), Some(limit)) if old.route.rate_limit == Some(limit) => {
+                    old.limiter.clone()
+                }
+                (_, limit) => limit.map(|l| Arc::new(Limiter::new(l))),
+            };
+            let name = route.name.clone();
+            let entry = ServiceEntry {
+                route,
+                id,
+                limiter,
+                components,
+            };
+            named.insert(name, Arc::new(entry));
+        });
         Ok(())
     }
 
     pub fn remove(&self, namespace: &str, name: &str) {
-        self.write()
-            .remove(&(namespace.to_string(), name.to_string()));
-        self.changed();
+        self.change(|services| {
+            if let Some(named) = services.get_mut(namespace) {
+                named.remove(name);
+            }
+        });
+    }
+
+    #[cfg(test)]
+    fn get(&self, namespace: &str, name: &str) -> Option<Arc<ServiceEntry>> {
+        self.snapshot.load().get(namespace, name).cloned()
     }
 
     /// The routes known now, sorted by namespace and name.
     pub fn routes(&self) -> Vec<ServiceRoute> {
-        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
-        let mut routes: Vec<_> = services.values().map(|s| s.route.clone()).collect();
+        let snapshot = self.snapshot.load();
+        let mut routes: Vec<_> = snapshot
+            .services
+            .values()
+            .flat_map(|named| named.values().map(|s| s.route.clone()))
+            .collect();
         routes.sort_by_key(ServiceRoute::key);
         routes
-    }
-
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, String), Arc<ServiceEntry>>> {
-        self.services.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, namespace: &str, name: &str) -> Option<Arc<ServiceEntry>> {
-        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
-        services
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
     }
 }
 

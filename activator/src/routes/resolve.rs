@@ -3,9 +3,10 @@
 //! named one, the explainer for `:explain`, or the entry; the revision is the tagged one or
 //! the split's pick for the request's roll. Pure: the roll is an input.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::{Component, RevisionSettings, RouteTable, ServiceEntry, Target};
+use super::{Component, RevisionSettings, RouteTable, ServiceEntry, Snapshot, Target};
 use crate::error::ActivatorError;
 use crate::split;
 
@@ -37,20 +38,25 @@ pub(crate) struct RequestTarget<'a> {
 }
 
 impl RouteTable {
-    /// The service and revision a request goes to.
+    /// The service and revision a request goes to. Allocates nothing unless the path has
+    /// the `/serving/` prefix or the host has upper case.
     pub(crate) fn resolve(&self, request: RequestTarget<'_>) -> Result<Resolved, ActivatorError> {
+        let snapshot = self.snapshot.load();
+        let host;
         let (namespace, label, path) = match prefix_route(request.path_and_query) {
             Some((namespace, label, rest)) => (namespace, label, Some(rest)),
             None => {
-                let host = request.host.unwrap_or_default();
-                let (namespace, label) = self
-                    .host_route(host)
-                    .ok_or_else(|| ActivatorError::UnknownService(format!("host {host:?}")))?;
-                (namespace, label, None)
+                host = lower_case(strip_port(request.host.unwrap_or_default()));
+                let (namespace, label) = self.host_route(&host).ok_or_else(|| {
+                    ActivatorError::UnknownService(format!(
+                        "host {:?}",
+                        request.host.unwrap_or_default()
+                    ))
+                })?;
+                (namespace, Cow::Borrowed(label), None)
             }
         };
-        let (service, component, host_tag) = self
-            .find(&namespace, &label)
+        let (service, component, host_tag) = find(&snapshot, namespace, &label)
             .ok_or_else(|| ActivatorError::UnknownService(format!("{namespace}/{label}")))?;
         let forwarded = path.as_deref().unwrap_or(request.path_and_query);
         let component = component.unwrap_or_else(|| {
@@ -87,7 +93,11 @@ impl RouteTable {
     /// or component is gone (the request then keeps waiting for its own deadline).
     pub(crate) fn reroute(&self, resolved: &Resolved) -> Option<Resolved> {
         let route = &resolved.service.route;
-        let service = self.get(&route.namespace, &route.name)?;
+        let service = self
+            .snapshot
+            .load()
+            .get(&route.namespace, &route.name)?
+            .clone();
         let targets = service.components.get(&resolved.component)?;
         let current = |t: &&Target| t.revision.name == resolved.revision.name;
         let still_routed = match &resolved.tag {
@@ -111,44 +121,40 @@ impl RouteTable {
         })
     }
 
-    /// `<label>.<namespace>.<domain>` (or a cluster-internal suffix) -> (namespace, label).
-    fn host_route(&self, host: &str) -> Option<(String, String)> {
-        let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+    /// A lower-case `<label>.<namespace>.<domain>` (or a cluster-internal suffix) ->
+    /// (namespace, label).
+    fn host_route<'h>(&self, host: &'h str) -> Option<(&'h str, &'h str)> {
+        let host = host.trim_end_matches('.');
         let suffixes = std::iter::once(self.domain.as_str()).chain(CLUSTER_SUFFIXES);
         let stem = suffixes
             .filter_map(|suffix| host.strip_suffix(suffix)?.strip_suffix('.'))
             .next()
-            .unwrap_or(&host);
+            .unwrap_or(host);
         let (label, namespace) = stem.split_once('.')?;
         (!label.is_empty() && !namespace.is_empty() && !namespace.contains('.'))
-            .then(|| (namespace.to_string(), label.to_string()))
+            .then_some((namespace, label))
     }
+}
 
-    /// A host label: `[<tag>-]<isvc>[-<component>]`; the plain name wins over a tag reading.
-    fn find<'a>(
-        &self,
-        namespace: &str,
-        label: &'a str,
-    ) -> Option<(Arc<ServiceEntry>, Option<Component>, Option<&'a str>)> {
-        let tag_splits = label
-            .match_indices('-')
-            .map(|(i, _)| (Some(&label[..i]), &label[i + 1..]));
-        for (tag, rest) in std::iter::once((None, label)).chain(tag_splits) {
-            let by_component = Component::ALL
-                .iter()
-                .filter_map(|c| rest.strip_suffix(c.suffix()).map(|name| (name, Some(*c))));
-            for (name, component) in std::iter::once((rest, None)).chain(by_component) {
-                let Some(service) = self.get(namespace, name) else {
-                    continue;
-                };
-                if tag.is_some() && !service.route.tag_routing {
-                    continue;
-                }
-                return Some((service, component, tag));
-            }
-        }
-        None
+/// A host label: `[<tag>-]<isvc>[-<component>]`; the plain name wins over a component
+/// reading, and both over a tag reading, which is searched only when neither names a service.
+fn find<'a>(
+    snapshot: &Snapshot,
+    namespace: &str,
+    label: &'a str,
+) -> Option<(Arc<ServiceEntry>, Option<Component>, Option<&'a str>)> {
+    if let Some(found) = snapshot.label(namespace, label) {
+        return Some((found.service.clone(), found.component, None));
     }
+    label.match_indices('-').find_map(|(i, _)| {
+        let (tag, rest) = (&label[..i], &label[i + 1..]);
+        let found = snapshot.label(namespace, rest)?;
+        found
+            .service
+            .route
+            .tag_routing
+            .then(|| (found.service.clone(), found.component, Some(tag)))
+    })
 }
 
 /// The tagged revision, or the split's pick for `roll`.
@@ -182,8 +188,17 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// Host names compare in lower case; most already are, and are not copied.
+fn lower_case(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// `/serving/<ns>/<label>/<rest>?q` -> (ns, label, `/<rest>?q`).
-fn prefix_route(path_and_query: &str) -> Option<(String, String, String)> {
+fn prefix_route(path_and_query: &str) -> Option<(&str, Cow<'_, str>, String)> {
     let rest = path_and_query.strip_prefix(PATH_PREFIX)?;
     let (namespace, rest) = rest.split_once('/')?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -196,5 +211,5 @@ fn prefix_route(path_and_query: &str) -> Option<(String, String, String)> {
     } else {
         format!("/{tail}")
     };
-    Some((namespace.to_string(), label.to_ascii_lowercase(), tail))
+    Some((namespace, lower_case(label), tail))
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 pub(crate) use revision::{Lease, PodHandle, RevisionThrottle};
@@ -31,10 +32,15 @@ pub(crate) struct Shared {
     pokes: mpsc::Sender<String>,
 }
 
-/// Every revision's throttle, created on first use (a request or a pod list).
+type Revisions = HashMap<String, Arc<RevisionThrottle>>;
+
+/// Every revision's throttle, created on first use (a request or a pod list). Requests only
+/// read the map, without a lock; a new revision copies it.
 #[derive(Debug)]
 pub(crate) struct Throttler {
-    revisions: Mutex<HashMap<String, Arc<RevisionThrottle>>>,
+    revisions: ArcSwap<Revisions>,
+    /// Serialises the copies that add revisions.
+    adding: Mutex<()>,
     shared: Arc<Shared>,
 }
 
@@ -47,7 +53,8 @@ impl Throttler {
         pokes: mpsc::Sender<String>,
     ) -> Self {
         Self {
-            revisions: Mutex::new(HashMap::new()),
+            revisions: ArcSwap::default(),
+            adding: Mutex::new(()),
             shared: Arc::new(Shared {
                 total_queued: AtomicUsize::new(0),
                 total_bound,
@@ -57,27 +64,28 @@ impl Throttler {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RevisionThrottle>>> {
-        self.revisions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The revision's throttle, created when it is first asked for.
     pub(crate) fn revision(&self, name: &str) -> Arc<RevisionThrottle> {
-        if let Some(known) = self.lock().get(name) {
-            return known.clone();
+        if let Some(known) = self.get(name) {
+            return known;
         }
-        self.lock()
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::new(RevisionThrottle::new(name, self.shared.clone())))
-            .clone()
+        let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = self.get(name) {
+            return known;
+        }
+        let revision = Arc::new(RevisionThrottle::new(name, self.shared.clone()));
+        let mut revisions = Revisions::clone(&self.revisions.load());
+        revisions.insert(name.to_string(), revision.clone());
+        self.revisions.store(Arc::new(revisions));
+        revision
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<RevisionThrottle>> {
-        self.lock().get(name).cloned()
+        self.revisions.load().get(name).cloned()
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<RevisionThrottle>> {
-        self.lock().values().cloned().collect()
+        self.revisions.load().values().cloned().collect()
     }
 
     /// Requests held over all revisions.

@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use http::uri::Authority;
+use serval_proxy::window::ConcurrencyWindow;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
@@ -13,7 +15,6 @@ use super::policy::Policy;
 use super::{Shared, POKE_INTERVAL};
 use crate::endpoints::PodEndpoint;
 use crate::error::ActivatorError;
-use crate::report::ConcurrencyWindow;
 use crate::rng::Rng;
 use crate::routes::RevisionSettings;
 
@@ -21,6 +22,8 @@ use crate::routes::RevisionSettings;
 struct Pod {
     id: u64,
     endpoint: Arc<PodEndpoint>,
+    /// Where requests go, made once per pod.
+    authority: Authority,
     in_flight: usize,
     healthy: bool,
     wake: Arc<Notify>,
@@ -55,7 +58,8 @@ pub(crate) struct RevisionThrottle {
     name: String,
     shared: Arc<Shared>,
     state: Mutex<State>,
-    pub(crate) stats: Mutex<ConcurrencyWindow>,
+    /// The revision's concurrency for the autoscaler, queueing included.
+    pub(crate) stats: ConcurrencyWindow,
 }
 
 /// A slot on one pod, held until the response has been sent.
@@ -64,6 +68,7 @@ pub(crate) struct Lease {
     revision: Arc<RevisionThrottle>,
     pod: u64,
     pub(crate) endpoint: Arc<PodEndpoint>,
+    pub(crate) authority: Authority,
 }
 
 impl Lease {
@@ -109,7 +114,7 @@ impl RevisionThrottle {
             name: name.to_string(),
             shared,
             state: Mutex::new(state),
-            stats: Mutex::new(ConcurrencyWindow::new(Instant::now())),
+            stats: ConcurrencyWindow::new(Instant::now()),
         }
     }
 
@@ -199,6 +204,7 @@ impl RevisionThrottle {
             revision: self.clone(),
             pod: pod.id,
             endpoint: pod.endpoint.clone(),
+            authority: pod.authority.clone(),
         })
     }
 
@@ -249,6 +255,7 @@ impl RevisionThrottle {
             st.pods.push(Pod {
                 id: handle.id,
                 endpoint: handle.endpoint.clone(),
+                authority: serval_proxy::forward::authority(endpoint.address),
                 in_flight: 0,
                 healthy: false,
                 wake: handle.wake.clone(),

@@ -8,23 +8,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serval_api::Stat;
+use serval_api::autoscaler_wire::{ActivatorReport, Poke};
 
 use super::{Autoscaler, Scaler};
-
-#[derive(Debug, serde::Deserialize)]
-struct Poke {
-    revision: String,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct ActivatorReport {
-    revision: String,
-    /// Requests the activator holds for the revision right now.
-    #[serde(default)]
-    queued: u32,
-    stat: Stat,
-}
 
 fn unknown(revision: &str) -> Response {
     let body = serde_json::json!({ "error": format!("unknown revision {revision:?}") });

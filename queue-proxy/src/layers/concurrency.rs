@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use serval_api::trace_context;
+use serval_proxy::trace_context;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::body::{observe_response, Hold, ProxyBody};
 use crate::error::ProxyError;
 use crate::layers::ResponseFuture;
+use serval_proxy::body::{observe_response, Hold, ProxyBody};
 
 #[derive(Clone, Debug)]
 pub(crate) struct ConcurrencyLimitLayer {
@@ -131,8 +131,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::empty_request;
     use http_body_util::BodyExt;
+    use serval_proxy::body::empty_request;
     use std::convert::Infallible;
     use tower::ServiceExt;
 
@@ -160,7 +160,7 @@ mod tests {
                 this.peak.fetch_max(now, Ordering::SeqCst);
                 this.gate.acquire().await.expect("open gate").forget();
                 this.current.fetch_sub(1, Ordering::SeqCst);
-                Ok(Response::new(crate::body::full(bytes::Bytes::new())))
+                Ok(Response::new(serval_proxy::body::full(bytes::Bytes::new())))
             })
         }
     }

@@ -4,7 +4,7 @@
 //! its response body has been sent.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -12,34 +12,11 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{Request, Response};
 use serval_api::headers::VIA_ACTIVATOR;
+use serval_proxy::window::{ConcurrencyWindow, Started};
 use tower::{Layer, Service};
 
-use crate::body::{observe_request, observe_response, BodyObserver, ProxyBody, RequestBody};
 use crate::layers::ResponseFuture;
-
-/// Concurrency integrated over time since the window opened.
-#[derive(Debug)]
-struct Window {
-    opened: Instant,
-    last_change: Instant,
-    in_flight: u64,
-    proxied_in_flight: u64,
-    concurrency_seconds: f64,
-    proxied_concurrency_seconds: f64,
-    requests: u64,
-    proxied_requests: u64,
-}
-
-impl Window {
-    fn advance(&mut self, now: Instant) {
-        let dt = now
-            .saturating_duration_since(self.last_change)
-            .as_secs_f64();
-        self.concurrency_seconds += self.in_flight as f64 * dt;
-        self.proxied_concurrency_seconds += self.proxied_in_flight as f64 * dt;
-        self.last_change = self.last_change.max(now);
-    }
-}
+use serval_proxy::body::{observe_request, observe_response, BodyObserver, ProxyBody, RequestBody};
 
 /// What one closed window measured; the caller adds pod name, timestamps, GPU and queue.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -56,26 +33,28 @@ pub struct WindowStats {
 /// Shared by the stats layer (which records) and the reporter (which closes windows).
 #[derive(Debug)]
 pub struct StatsRecorder {
-    window: Mutex<Window>,
+    all: ConcurrencyWindow,
+    /// The requests that came through the activator, which it has counted already.
+    proxied: ConcurrencyWindow,
     bytes: AtomicU64,
     tokens: AtomicU64,
     total_requests: AtomicU64,
     total_tokens: AtomicU64,
 }
 
+/// Where a request was counted, to count its end in the same place.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted {
+    all: Started,
+    proxied: Option<Started>,
+}
+
 impl StatsRecorder {
     pub fn new(now: Instant) -> Self {
+        let now = tokio::time::Instant::from_std(now);
         Self {
-            window: Mutex::new(Window {
-                opened: now,
-                last_change: now,
-                in_flight: 0,
-                proxied_in_flight: 0,
-                concurrency_seconds: 0.0,
-                proxied_concurrency_seconds: 0.0,
-                requests: 0,
-                proxied_requests: 0,
-            }),
+            all: ConcurrencyWindow::new(now),
+            proxied: ConcurrencyWindow::new(now),
             bytes: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
@@ -83,31 +62,22 @@ impl StatsRecorder {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
-        // A poisoned window only means a panic elsewhere mid-update; the numbers stay usable.
-        self.window.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// A request arrived.
-    pub fn request_started(&self, proxied: bool, now: Instant) {
-        let mut w = self.lock();
-        w.advance(now);
-        w.in_flight += 1;
-        w.requests += 1;
-        if proxied {
-            w.proxied_in_flight += 1;
-            w.proxied_requests += 1;
-        }
+    pub fn request_started(&self, proxied: bool, now: Instant) -> Counted {
+        let now = tokio::time::Instant::from_std(now);
         self.total_requests.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            all: self.all.start(now),
+            proxied: proxied.then(|| self.proxied.start(now)),
+        }
     }
 
     /// A request's response has been sent (or abandoned).
-    pub fn request_finished(&self, proxied: bool, now: Instant) {
-        let mut w = self.lock();
-        w.advance(now);
-        w.in_flight = w.in_flight.saturating_sub(1);
-        if proxied {
-            w.proxied_in_flight = w.proxied_in_flight.saturating_sub(1);
+    pub fn request_finished(&self, counted: Counted, now: Instant) {
+        let now = tokio::time::Instant::from_std(now);
+        self.all.finish(counted.all, now);
+        if let Some(proxied) = counted.proxied {
+            self.proxied.finish(proxied, now);
         }
     }
 
@@ -122,7 +92,7 @@ impl StatsRecorder {
 
     /// Requests in flight right now.
     pub fn in_flight(&self) -> u64 {
-        self.lock().in_flight
+        self.all.in_flight()
     }
 
     /// Requests and output tokens since start, for Prometheus counters.
@@ -135,25 +105,18 @@ impl StatsRecorder {
 
     /// Closes the current window at `now` and opens the next one.
     pub fn close_window(&self, now: Instant) -> WindowStats {
-        let mut w = self.lock();
-        w.advance(now);
-        let length = now.saturating_duration_since(w.opened).as_secs_f64();
-        let average = |area: f64| if length > 0.0 { area / length } else { 0.0 };
-        let stats = WindowStats {
-            average_concurrency: average(w.concurrency_seconds),
-            average_proxied_concurrency: average(w.proxied_concurrency_seconds),
-            request_count: w.requests,
-            proxied_request_count: w.proxied_requests,
+        let now = tokio::time::Instant::from_std(now);
+        let all = self.all.close(now);
+        let proxied = self.proxied.close(now);
+        WindowStats {
+            average_concurrency: all.average_concurrency,
+            average_proxied_concurrency: proxied.average_concurrency,
+            request_count: all.requests,
+            proxied_request_count: proxied.requests,
             proxied_bytes: self.bytes.swap(0, Ordering::Relaxed),
             output_tokens: self.tokens.swap(0, Ordering::Relaxed),
-            in_flight: w.in_flight,
-        };
-        w.opened = now;
-        w.concurrency_seconds = 0.0;
-        w.proxied_concurrency_seconds = 0.0;
-        w.requests = 0;
-        w.proxied_requests = 0;
-        stats
+            in_flight: all.in_flight,
+        }
     }
 }
 
@@ -188,12 +151,12 @@ pub(crate) struct Stats<S> {
 /// Holds a request in flight; counts the bytes of the body it rides on.
 struct InFlight {
     recorder: Arc<StatsRecorder>,
-    proxied: bool,
+    counted: Counted,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.recorder.request_finished(self.proxied, Instant::now());
+        self.recorder.request_finished(self.counted, Instant::now());
     }
 }
 
@@ -232,10 +195,9 @@ where
 
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let proxied = request.headers().contains_key(VIA_ACTIVATOR);
-        self.recorder.request_started(proxied, Instant::now());
         let in_flight = InFlight {
+            counted: self.recorder.request_started(proxied, Instant::now()),
             recorder: self.recorder.clone(),
-            proxied,
         };
         let request = observe_request(request, CountBytes(self.recorder.clone()));
         // If the caller goes away first, dropping this future drops `in_flight` too. (A
@@ -256,9 +218,9 @@ mod tests {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let recorder = StatsRecorder::new(t0);
         // One request for the whole second, a second one (via the activator) for half of it.
-        recorder.request_started(false, at(0));
-        recorder.request_started(true, at(250));
-        recorder.request_finished(true, at(750));
+        let long = recorder.request_started(false, at(0));
+        let short = recorder.request_started(true, at(250));
+        recorder.request_finished(short, at(750));
         recorder.add_output_tokens(42);
         let first = recorder.close_window(at(1000));
         assert!((first.average_concurrency - 1.5).abs() < 1e-9, "{first:?}");
@@ -268,7 +230,7 @@ mod tests {
         assert_eq!(first.in_flight, 1);
 
         // The long request carries over into the next window, which counts no new request.
-        recorder.request_finished(false, at(1500));
+        recorder.request_finished(long, at(1500));
         let second = recorder.close_window(at(2000));
         assert!(
             (second.average_concurrency - 0.5).abs() < 1e-9,

@@ -16,9 +16,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower::{Layer, Service};
 
-use crate::body::{BoxError, ProxyBody};
 use crate::error::ProxyError;
 use crate::layers::ResponseFuture;
+use serval_proxy::body::{BoxError, ProxyBody};
 
 /// Zero disables a timeout.
 #[derive(Clone, Copy, Debug, Default)]
@@ -178,7 +178,7 @@ impl Body for TimeoutBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::RequestBody;
+    use serval_proxy::body::RequestBody;
     use std::convert::Infallible;
     use tower::ServiceExt;
 
@@ -193,13 +193,15 @@ mod tests {
         tower::service_fn(move |_req: Request<RequestBody>| {
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
-                Ok::<_, Infallible>(Response::new(crate::body::full(Bytes::from_static(b"ok"))))
+                Ok::<_, Infallible>(Response::new(serval_proxy::body::full(Bytes::from_static(
+                    b"ok",
+                ))))
             }) as ResponseFuture
         })
     }
 
     fn request() -> Request<RequestBody> {
-        Request::new(crate::body::empty_request())
+        Request::new(serval_proxy::body::empty_request())
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,9 +12,9 @@ use http::{Request, Response};
 use serde_json::Value;
 use tower::{Layer, Service};
 
-use crate::body::{observe_response, BodyObserver, ProxyBody, RequestBody};
 use crate::layers::stats::StatsRecorder;
 use crate::layers::ResponseFuture;
+use serval_proxy::body::{observe_response, BodyObserver, ProxyBody, RequestBody};
 
 /// A JSON completion larger than this is passed through uncounted rather than buffered.
 const MAX_JSON_BYTES: usize = 4 << 20;

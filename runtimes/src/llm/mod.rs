@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serval_api::trace_context::TraceLayer;
+use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
 
 use crate::config::Config;

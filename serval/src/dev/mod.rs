@@ -2,6 +2,7 @@
 //! autoscaler and the controller's local reconciler in this process, and one queue-proxy +
 //! runtime process pair per replica. Editing a manifest rolls out a new revision.
 
+mod in_process;
 mod manifests;
 mod platform;
 mod storage;
@@ -14,12 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use serval_activator::{Activator, InProcessAutoscaler, LocalEndpoints, PodEndpoint, RouteTable};
+use serval_activator::{Activator, LocalEndpoints, PodEndpoint, RouteTable};
 use serval_autoscaler::live::{Autoscaler, PodTarget, ScaleError, Scaler};
 use serval_autoscaler::AutoscalerConfig;
 use serval_controller::local::{LocalPlatform, LocalReconciler, QueueProxyCommand, Supervisor};
 use serval_storage::ModelCache;
 
+use in_process::InProcessAutoscaler;
 use platform::DevPlatform;
 use view::ServiceRow;
 

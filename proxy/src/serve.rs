@@ -1,10 +1,13 @@
-//! Serving connections thread per core: one acceptor hands each accepted connection to the
-//! least-loaded of N worker threads, and each worker runs its connections on a
-//! single-threaded runtime with its own forwarding pool. A request, its upstream connection
-//! and their tasks then stay on one thread: no work-stealing bookkeeping and no cross-thread
-//! wakeups between a request and its upstream connection. Only the throttler (a slot on a
-//! pod, the line at zero) is shared between threads.
+//! Accepting, serving and draining connections. On the caller's runtime ([`serve`], the
+//! queue-proxy), or thread per core ([`serve_on_threads`], the activator): one acceptor
+//! hands each accepted connection to the least-loaded of N threads, and each runs its
+//! connections on a single-threaded runtime with a stack (and so a forwarding pool) of its
+//! own. A request, its upstream connection and their tasks then stay on one thread: no
+//! work-stealing bookkeeping and no cross-thread wakeups between them. Either way, an accept
+//! that fails backs off instead of spinning, every request carries its [`ClientAddr`], and
+//! shutdown stops accepting and finishes what is in flight, for at most the drain timeout.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use http::Request;
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -20,20 +23,139 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
-use crate::layers::headers::ClientAddr;
-use crate::server::Stack;
+use crate::body::{ProxyBody, RequestBody};
+use crate::headers::ClientAddr;
 
-/// Accepted connections waiting for their worker; past this the acceptor waits, and the
+/// Accepted connections waiting for their thread; past this the acceptor waits, and the
 /// kernel's backlog holds the rest.
 const HANDOFF_QUEUE: usize = 256;
+/// How long an accept that failed (out of file descriptors, most likely) backs off.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// What every worker serves with.
-#[derive(Clone, Debug)]
-pub(crate) struct ConnectionSettings {
-    pub(crate) max_concurrent_streams: u32,
-    pub(crate) drain_timeout: Duration,
+/// What every connection is served with.
+#[derive(Clone, Debug, Default)]
+pub struct ServeSettings {
+    /// HTTP/2 streams per connection; hyper's default when unset.
+    pub max_concurrent_streams: Option<u32>,
+    /// Longest a drain waits for requests in flight; unbounded when unset.
+    pub drain_timeout: Option<Duration>,
+}
+
+/// A request stack as a connection serves it: every error is already a response.
+pub trait Stack:
+    Service<
+        Request<RequestBody>,
+        Response = Response<ProxyBody>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Stack for S where
+    S: Service<
+            Request<RequestBody>,
+            Response = Response<ProxyBody>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The next connection; an accept that fails is logged and retried after a pause.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// The connections of one runtime, and how to drain them.
+struct Connections {
+    builder: auto::Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+}
+
+impl Connections {
+    fn new(settings: &ServeSettings) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        if let Some(streams) = settings.max_concurrent_streams {
+            builder.http2().max_concurrent_streams(streams);
+        }
+        Self {
+            builder,
+            graceful: GracefulShutdown::new(),
+        }
+    }
+
+    /// Serves one connection on the current runtime; `guard` is dropped when it ends.
+    fn serve<S: Stack, G: Send + 'static>(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stack: S,
+        guard: G,
+    ) {
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let mut request = request.map(|b| b.map_err(Into::into).boxed());
+            request.extensions_mut().insert(ClientAddr(peer));
+            stack.clone().oneshot(request)
+        });
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        // A combinator, not an async block: rustc cannot yet prove such a block `Send`
+        // when it holds this connection (its service is generic over lifetimes).
+        tokio::spawn(self.graceful.watch(connection).map(move |_| drop(guard)));
+    }
+
+    /// Waits for the connections to finish what they have in flight.
+    async fn drain(self, timeout: Option<Duration>) {
+        let drained = self.graceful.shutdown();
+        match timeout {
+            None => drained.await,
+            Some(timeout) => {
+                if tokio::time::timeout(timeout, drained).await.is_err() {
+                    tracing::warn!("drain timed out; dropping what is still in flight");
+                }
+            }
+        }
+    }
+}
+
+/// Serves `listener` with `stack` on the caller's runtime until `shutdown` completes; then
+/// stops accepting and finishes what is in flight.
+pub async fn serve<S: Stack>(
+    listener: TcpListener,
+    stack: S,
+    settings: ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let connections = Connections::new(&settings);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            (stream, peer) = accept(&listener) => connections.serve(stream, peer, stack.clone(), ()),
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    connections.drain(settings.drain_timeout).await;
 }
 
 struct Worker {
@@ -43,33 +165,24 @@ struct Worker {
     done: oneshot::Receiver<()>,
 }
 
-/// Serves `listener` on `threads` workers (each with a stack from `make_stack`) until
-/// `shutdown` completes; then stops accepting, and each worker finishes what it has in
-/// flight for at most the drain timeout.
-pub(crate) async fn serve(
+/// Serves `listener` on `threads` threads named `<name>-<i>`, each with a stack from
+/// `make_stack`, until `shutdown` completes; then stops accepting, and each thread finishes
+/// what it has in flight.
+pub async fn serve_on_threads<S: Stack>(
     listener: TcpListener,
     threads: usize,
-    make_stack: impl Fn() -> Stack,
-    settings: ConnectionSettings,
+    name: &str,
+    make_stack: impl Fn() -> S,
+    settings: ServeSettings,
     shutdown: impl Future<Output = ()>,
 ) {
     let workers: Vec<Worker> = (0..threads.max(1))
-        .map(|index| start_worker(index, make_stack(), settings.clone()))
+        .map(|index| start_worker(format!("{name}-{index}"), make_stack(), settings.clone()))
         .collect();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors, most likely: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
+            (stream, peer) = accept(&listener) => {
                 // Leaves this runtime's reactor; the worker registers it with its own.
                 let stream = match stream.into_std() {
                     Ok(stream) => stream,
@@ -90,7 +203,7 @@ pub(crate) async fn serve(
         }
     }
     drop(listener);
-    tracing::info!(drain_timeout = ?settings.drain_timeout, "activator draining");
+    tracing::info!(drain_timeout = ?settings.drain_timeout, "draining");
     let mut done = Vec::with_capacity(workers.len());
     for worker in workers {
         // Closing the hand-off tells the worker to drain.
@@ -111,12 +224,12 @@ fn least_loaded(workers: &[Worker]) -> &Worker {
 
 /// A worker on a thread of its own, or, when no thread can be had, a task on the caller's
 /// runtime (serving slower beats not serving).
-fn start_worker(index: usize, stack: Stack, settings: ConnectionSettings) -> Worker {
+fn start_worker<S: Stack>(name: String, stack: S, settings: ServeSettings) -> Worker {
     let (connections, handoff) = mpsc::channel(HANDOFF_QUEUE);
     let load = Arc::new(AtomicUsize::new(0));
     let (finished, done) = oneshot::channel();
-    let work = serve_connections(handoff, stack, load.clone(), settings);
-    if let Err((work, finished, e)) = spawn_thread(format!("activator-{index}"), work, finished) {
+    let work = serve_handed_off(handoff, stack, load.clone(), settings);
+    if let Err((work, finished, e)) = spawn_thread(name, work, finished) {
         tracing::warn!(error = %e, "no thread for serving; serving on the shared runtime");
         tokio::spawn(async move {
             work.await;
@@ -175,45 +288,21 @@ impl Drop for OpenConnection {
 }
 
 /// One worker: serves the connections handed to it until the hand-off closes, then drains.
-async fn serve_connections(
+async fn serve_handed_off<S: Stack>(
     mut handoff: mpsc::Receiver<(std::net::TcpStream, SocketAddr)>,
-    stack: Stack,
+    stack: S,
     load: Arc<AtomicUsize>,
-    settings: ConnectionSettings,
+    settings: ServeSettings,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http2()
-        .max_concurrent_streams(settings.max_concurrent_streams);
+    let connections = Connections::new(&settings);
     while let Some((stream, peer)) = handoff.recv().await {
         let open = OpenConnection(load.clone());
-        let stream = match TcpStream::from_std(stream) {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot serve a handed-off connection");
-                continue;
-            }
-        };
-        let stack = stack.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let mut request = request.map(|b| b.map_err(Into::into).boxed());
-            request.extensions_mut().insert(ClientAddr(peer));
-            stack.clone().oneshot(request)
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        // A combinator, not an async block: rustc cannot yet prove such a block `Send`
-        // when it holds this connection (its service is generic over lifetimes).
-        tokio::spawn(graceful.watch(connection).map(move |_| drop(open)));
+        match TcpStream::from_std(stream) {
+            Ok(stream) => connections.serve(stream, peer, stack.clone(), open),
+            Err(e) => tracing::warn!(error = %e, "cannot serve a handed-off connection"),
+        }
     }
-    if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timed out; dropping what is still in flight");
-    }
+    connections.drain(settings.drain_timeout).await;
 }
 
 #[cfg(test)]
@@ -224,10 +313,8 @@ mod tests {
     use http::Response;
     use http_body_util::Full;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tower::util::BoxCloneSyncService;
 
     use super::*;
-    use crate::body::{ProxyBody, RequestBody};
 
     fn text(body: String) -> ProxyBody {
         Full::new(Bytes::from(body))
@@ -236,8 +323,8 @@ mod tests {
     }
 
     /// Answers with the name of the thread that served the request, after `delay`.
-    fn thread_name_stack(delay: Duration) -> Stack {
-        BoxCloneSyncService::new(tower::service_fn(
+    fn thread_name_stack(delay: Duration) -> impl Stack {
+        tower::util::BoxCloneSyncService::new(tower::service_fn(
             move |_: Request<RequestBody>| async move {
                 tokio::time::sleep(delay).await;
                 let name = std::thread::current().name().unwrap_or("?").to_string();
@@ -246,10 +333,10 @@ mod tests {
         ))
     }
 
-    fn settings(drain_timeout: Duration) -> ConnectionSettings {
-        ConnectionSettings {
-            max_concurrent_streams: 16,
-            drain_timeout,
+    fn settings(drain_timeout: Duration) -> ServeSettings {
+        ServeSettings {
+            max_concurrent_streams: Some(16),
+            drain_timeout: Some(drain_timeout),
         }
     }
 
@@ -291,9 +378,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
+        let server = tokio::spawn(serve_on_threads(
             listener,
             threads,
+            "activator",
             move || thread_name_stack(delay),
             settings(drain_timeout),
             async move {
