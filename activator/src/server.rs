@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use serval_api::headers::REQUEST_ID;
+use serval_proxy::body::{BoxError, ProxyBody, RequestBody};
 use serval_proxy::serve::{serve_on_threads, ServeSettings};
 use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
@@ -29,7 +30,6 @@ use crate::proxy::Forward;
 use crate::report;
 use crate::routes::RouteTable;
 use crate::throttler::Throttler;
-use serval_proxy::body::{BoxError, ProxyBody, RequestBody};
 
 /// Pokes waiting for the reporter; past this they are dropped (the reports carry the queue).
 const POKE_QUEUE: usize = 1024;

@@ -2,23 +2,20 @@
 
 import asyncio
 
-import numpy as np
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
-from common import check_output, main
+from common import main, tensor
 
 
-async def v1(url, model, expected, inputs):
+async def v1(url, model, inputs):
     client = InferenceRESTClient(RESTConfig(protocol="v1"))
     try:
-        assert await client.is_server_live(url)
-        assert await client.is_model_ready(url, model)
-        result = await client.infer(url, {"instances": inputs.tolist()}, model_name=model)
-        want = expected["sklearn"]["predict"]
-        if isinstance(want[0], str):
-            assert result["predictions"] == want, result
-        else:
-            np.testing.assert_allclose(result["predictions"], want, rtol=1e-4, atol=1e-4)
+        return {
+            "live": await client.is_server_live(url),
+            "model_ready": await client.is_model_ready(url, model),
+            "predictions": (await client.infer(url, {"instances": inputs.tolist()},
+                                               model_name=model))["predictions"],
+        }
     finally:
         await client.close()
 
@@ -26,25 +23,34 @@ async def v1(url, model, expected, inputs):
 async def v2(url, model, expected, inputs):
     client = InferenceRESTClient(RESTConfig(protocol="v2"))
     try:
-        assert await client.is_server_ready(url)
-        assert await client.is_model_ready(url, model)
+        seen = {
+            "ready": await client.is_server_ready(url),
+            "model_ready": await client.is_model_ready(url, model),
+            "ids": [],
+            "outputs": {},
+        }
         for binary in (False, True):
-            tensor = InferInput(expected["input_name"], list(inputs.shape), "FP32")
-            tensor.set_data_from_numpy(inputs, binary_data=binary)
-            request = InferRequest(model_name=model, infer_inputs=[tensor],
-                                   request_id="from-kserve")
-            response = await client.infer(url, request, model_name=model)
-            assert response.id == "from-kserve", response.id
-            by_name = {o.name: o for o in response.outputs}
-            for name, want in expected["onnxruntime"].items():
-                check_output(f"{name} (binary={binary})", by_name[name].as_numpy(), want)
+            request = InferInput(expected["input_name"], list(inputs.shape), "FP32")
+            request.set_data_from_numpy(inputs, binary_data=binary)
+            response = await client.infer(
+                url,
+                InferRequest(model_name=model, infer_inputs=[request], request_id="from-kserve"),
+                model_name=model,
+            )
+            seen["ids"].append(response.id)
+            seen["outputs"]["binary" if binary else "json"] = {
+                o.name: tensor(o.as_numpy()) for o in response.outputs
+            }
+        return seen
     finally:
         await client.close()
 
 
 def run(url, model, expected, inputs):
-    asyncio.run(v1(url, model, expected, inputs))
-    asyncio.run(v2(url, model, expected, inputs))
+    return {
+        "v1": asyncio.run(v1(url, model, inputs)),
+        "v2": asyncio.run(v2(url, model, expected, inputs)),
+    }
 
 
 main(run)

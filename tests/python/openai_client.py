@@ -2,10 +2,11 @@
 
     python openai_client.py BASE_URL MODEL
 
-BASE_URL ends in /v1. Prints one line per check and "all checks passed" at the end; any
-failed check raises.
+BASE_URL ends in /v1. Prints, as one JSON object, what the client returned for each call;
+the Rust test checks the values.
 """
 
+import json
 import sys
 import time
 
@@ -13,16 +14,9 @@ import openai
 
 base_url, model = sys.argv[1], sys.argv[2]
 client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=120)
+seen = {}
 
-
-def check(name, condition, detail=""):
-    if not condition:
-        raise AssertionError(f"{name}: {detail}")
-    print(f"ok {name}", flush=True)
-
-
-listed = [m.id for m in client.models.list()]
-check("models.list names the model", listed == [model], listed)
+seen["models"] = [m.id for m in client.models.list()]
 
 chat = client.chat.completions.create(
     model=model,
@@ -30,22 +24,16 @@ chat = client.chat.completions.create(
     max_tokens=24,
     temperature=0,
 )
-choice = chat.choices[0]
-check("chat answer", "Paris" in (choice.message.content or ""), choice.message.content)
-check("chat role", choice.message.role == "assistant", choice.message.role)
-check("chat finish_reason", choice.finish_reason in ("stop", "length"), choice.finish_reason)
-usage = chat.usage
-check(
-    "chat usage",
-    usage.prompt_tokens > 0
-    and 0 < usage.completion_tokens <= 24
-    and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens,
-    usage,
-)
+seen["chat"] = {
+    "content": chat.choices[0].message.content,
+    "role": chat.choices[0].message.role,
+    "finish_reason": chat.choices[0].finish_reason,
+    "usage": chat.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}),
+}
 
 # Streamed: chunks arrive as they are produced, the first long before the last.
 start = time.monotonic()
-arrivals, text, streamed_usage = [], "", None
+arrivals, streamed_usage = [], None
 stream = client.chat.completions.create(
     model=model,
     messages=[{"role": "user", "content": "Write a long story about a cat."}],
@@ -57,18 +45,15 @@ stream = client.chat.completions.create(
 )
 for chunk in stream:
     if chunk.usage is not None:
-        streamed_usage = chunk.usage
+        streamed_usage = chunk.usage.completion_tokens
     if chunk.choices and chunk.choices[0].delta.content:
         arrivals.append(time.monotonic() - start)
-        text += chunk.choices[0].delta.content
-check("stream has one chunk per token", len(arrivals) >= 60, len(arrivals))
-first, last = arrivals[0], arrivals[-1]
-check("first chunk well before the last", first < last / 3, f"first {first:.3f}s last {last:.3f}s")
-check(
-    "stream usage at the end",
-    streamed_usage is not None and streamed_usage.completion_tokens == 64,
-    streamed_usage,
-)
+seen["stream"] = {
+    "content_chunks": len(arrivals),
+    "first_chunk_s": arrivals[0] if arrivals else None,
+    "last_chunk_s": arrivals[-1] if arrivals else None,
+    "completion_tokens": streamed_usage,
+}
 
 # A completion ending at a stop sequence: the text stops just before it.
 completion = client.completions.create(
@@ -78,49 +63,32 @@ completion = client.completions.create(
     temperature=0,
     stop=["green"],
 )
-check(
-    "completion stops before the stop sequence",
-    completion.choices[0].text == " the primary colors of the RGB color model: red, blue, and "
-    and completion.choices[0].finish_reason == "stop",
-    completion.choices[0],
-)
+seen["completion"] = {
+    "text": completion.choices[0].text,
+    "finish_reason": completion.choices[0].finish_reason,
+}
 
 
-def expect(name, exception, code=None, param=None, **request):
+def error(**request):
+    """The status and error body a refused request got (None if it was not refused)."""
     kind = request.pop("kind", "chat")
     try:
         if kind == "chat":
             client.chat.completions.create(model=request.pop("model", model), **request)
         else:
             client.completions.create(model=request.pop("model", model), **request)
-    except exception as e:
+    except openai.APIStatusError as e:
         body = e.body if isinstance(e.body, dict) else {}
-        check(name, (code is None or body.get("code") == code) and (param is None or body.get("param") == param), body)
-        return
-    raise AssertionError(f"{name}: no {exception.__name__}")
+        return {"status": e.status_code, "code": body.get("code"), "param": body.get("param")}
+    return None
 
 
 hello = [{"role": "user", "content": "hi"}]
-expect("unknown model", openai.NotFoundError, code="model_not_found", model="gpt-4o", messages=hello)
-expect("malformed messages", openai.BadRequestError, param="messages", messages=[{"role": "user"}])
-expect(
-    "max_tokens over the context",
-    openai.BadRequestError,
-    code="context_length_exceeded",
-    param="max_tokens",
-    messages=hello,
-    max_tokens=1_000_000,
-)
-expect(
-    "prompt too long",
-    openai.BadRequestError,
-    code="context_length_exceeded",
-    kind="completion",
-    prompt="word " * 5000,
-)
-try:
-    client.completions.create(model=model, prompt="x" * 200_000, max_tokens=1)
-    raise AssertionError("body over the limit: accepted")
-except openai.APIStatusError as e:
-    check("body over the limit", e.status_code == 413, e.status_code)
-print("all checks passed")
+seen["errors"] = {
+    "unknown model": error(model="gpt-4o", messages=hello),
+    "malformed messages": error(messages=[{"role": "user"}]),
+    "max_tokens over the context": error(messages=hello, max_tokens=1_000_000),
+    "prompt too long": error(kind="completion", prompt="word " * 5000),
+    "body over the limit": error(kind="completion", prompt="x" * 200_000, max_tokens=1),
+}
+print(json.dumps(seen))

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::{free_port, repo_root};
+use crate::{lease_port, repo_root, PortLease};
 
 /// How long etcd plus kube-apiserver may take to answer `/readyz` (seconds on an idle machine;
 /// much more on two cores busy compiling).
@@ -121,12 +121,24 @@ spec:
 
 /// A `serval` role started against the test's API server, killed when dropped.
 #[derive(Debug)]
-pub struct ServalRole(Child);
+pub struct ServalRole {
+    child: Child,
+    /// The ports it was given, held while it runs.
+    ports: Vec<PortLease>,
+}
+
+impl ServalRole {
+    /// Holds `port` (one this role was told to listen on) for as long as it runs.
+    pub fn holding(mut self, port: PortLease) -> Self {
+        self.ports.push(port);
+        self
+    }
+}
 
 impl Drop for ServalRole {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -167,7 +179,7 @@ impl ApiServer {
 
         make_credentials(&dir, "IP:127.0.0.1,DNS:localhost");
 
-        let (client_port, peer_port) = (free_port(), free_port());
+        let (client_port, peer_port) = (lease_port(), lease_port());
         let etcd_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let etcd = Command::new(&etcd_bin)
@@ -187,9 +199,9 @@ impl ApiServer {
             .map(Process)
             .unwrap_or_else(|e| panic!("start {}: {e}", etcd_bin.display()));
 
-        let secure_port = free_port();
+        let secure_port = lease_port();
         let apiserver = Command::new(&apiserver_bin)
-            .args(Self::flags(&dir, &etcd_url, secure_port))
+            .args(Self::flags(&dir, &etcd_url, secure_port.port()))
             .stdin(Stdio::null())
             .stdout(log_file(&dir, "kube-apiserver.log"))
             .stderr(log_file(&dir, "kube-apiserver.log"))
@@ -216,7 +228,7 @@ impl ApiServer {
         .expect("write the kubeconfig");
 
         // Plain HTTP for the tests' own requests.
-        let proxy_port = free_port();
+        let proxy_port = lease_port();
         let proxy = Command::new(kubectl_bin())
             .arg("--kubeconfig")
             .arg(&kubeconfig)
@@ -392,7 +404,10 @@ impl ApiServer {
             .stdin(Stdio::null())
             .spawn()
             .expect("start serval");
-        ServalRole(child)
+        ServalRole {
+            child,
+            ports: Vec::new(),
+        }
     }
 
     /// The last `lines` lines of one of the logs (`etcd.log`, `kube-apiserver.log`,

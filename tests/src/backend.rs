@@ -119,12 +119,25 @@ pub fn router(state: Arc<BackendState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the backend on `addr` (HTTP/1.1 and HTTP/2 cleartext) in the background.
-pub async fn start(addr: SocketAddr) -> Arc<BackendState> {
-    let state = Arc::new(BackendState::default());
-    let listener = tokio::net::TcpListener::bind(addr)
+/// Serves the backend on a loopback port of its own (HTTP/1.1 and HTTP/2 cleartext) in the
+/// background; its address and state.
+pub async fn start() -> (SocketAddr, Arc<BackendState>) {
+    let listener = crate::bind_loopback().await;
+    let addr = listener.local_addr().expect("backend address");
+    (addr, serve(listener))
+}
+
+/// Serves the backend on `port`, leased by a test that had to name the port before the
+/// backend came up.
+pub async fn start_on(port: &crate::PortLease) -> Arc<BackendState> {
+    let listener = tokio::net::TcpListener::bind(port.addr())
         .await
         .expect("bind backend");
+    serve(listener)
+}
+
+fn serve(listener: tokio::net::TcpListener) -> Arc<BackendState> {
+    let state = Arc::new(BackendState::default());
     let app = router(state.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -5,13 +5,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{collect_lines, free_port, repo_root, serval_bin};
+use crate::{collect_lines, lease_port, repo_root, serval_bin, PortLease};
 
 /// `serval dev` with its live-view lines collected.
 #[derive(Debug)]
 pub struct Dev {
     pub child: Child,
     pub port: u16,
+    /// Its listening port, held while it runs.
+    _lease: PortLease,
     pub lines: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -22,7 +24,8 @@ impl Dev {
     }
 
     pub fn start_with_env(config: &str, manifests: &[&str], env: &[(&str, &str)]) -> Dev {
-        let port = free_port();
+        let lease = lease_port();
+        let port = lease.port();
         let dir = std::env::temp_dir().join(format!("serval-dev-test-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config_file = dir.join("autoscaler.yaml");
@@ -46,6 +49,7 @@ impl Dev {
         Dev {
             child,
             port,
+            _lease: lease,
             lines,
             stderr,
         }
@@ -95,6 +99,49 @@ impl Dev {
                     .unwrap_or(false)
             })
             .collect()
+    }
+
+    /// The queue-proxies of its replicas, read from their command lines: (the replica's
+    /// `--pod-name`, the admin server's `host:port`).
+    pub fn queue_proxies(&self) -> Vec<(String, String)> {
+        self.children()
+            .into_iter()
+            .filter_map(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                let flag = |name: &str| {
+                    args.iter()
+                        .find_map(|a| a.strip_prefix(name).map(str::to_string))
+                };
+                Some((flag("--pod-name=")?, flag("--admin-listen=")?))
+            })
+            .collect()
+    }
+
+    /// Requests the queue-proxies of the replicas whose name starts with `replica_prefix`
+    /// counted (`serval_queue_proxy_requests_total`, published once per stats window);
+    /// `None` while one of them does not answer.
+    pub async fn requests_counted(&self, replica_prefix: &str) -> Option<u64> {
+        let client = crate::http_client::http1();
+        let mut total = 0;
+        for (name, admin) in self.queue_proxies() {
+            if !name.starts_with(replica_prefix) {
+                continue;
+            }
+            let metrics = crate::http_client::get(&client, &format!("http://{admin}/metrics"))
+                .await
+                .ok()?;
+            total += metrics.body.lines().find_map(|line| {
+                line.strip_prefix("serval_queue_proxy_requests_total ")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })?;
+        }
+        Some(total)
     }
 
     pub fn interrupt_and_wait(mut self) -> (Option<i32>, Vec<u32>) {

@@ -101,7 +101,10 @@ pub mod cluster;
 pub mod dev;
 pub mod http_client;
 pub mod otlp;
+pub mod ports;
 pub mod readme;
+
+pub use ports::{bind_loopback, lease_port, PortLease};
 
 /// The lines a child process writes to `stream`, gathered as they come by a thread of their
 /// own (so a test can wait for a line while the process runs).
@@ -122,18 +125,46 @@ pub fn collect_lines(
     lines
 }
 
-/// A free TCP port on loopback (bound and released; good enough for tests on one machine).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+/// Polls `check` every 20 ms until it holds; panics with `what` if it does not within
+/// `limit`. For waiting on what the system under test shows, never on a fixed sleep.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `check` every 20 ms for `period`, panicking with `what` the first time it fails.
+/// Only for what no event shows: that something does *not* happen during a period.
+pub async fn throughout<F, Fut>(period: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + period;
+    loop {
+        assert!(check().await, "{what}");
+        if std::time::Instant::now() >= end {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A `serval` child process that is killed when dropped, so no test leaves one behind.
 #[derive(Debug)]
 pub struct ServalProcess {
     child: std::process::Child,
+    /// The ports it was given, held while it runs.
+    ports: Vec<PortLease>,
 }
 
 impl ServalProcess {
@@ -159,7 +190,16 @@ impl ServalProcess {
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("start serval");
-        Self { child }
+        Self {
+            child,
+            ports: Vec::new(),
+        }
+    }
+
+    /// Holds `port` (one this process was told to listen on) for as long as it runs.
+    pub fn holding(mut self, port: PortLease) -> Self {
+        self.ports.push(port);
+        self
     }
 
     pub fn pid(&self) -> u32 {

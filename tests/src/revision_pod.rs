@@ -16,7 +16,7 @@ use axum::Router;
 use http_body_util::Full;
 
 use crate::http_client::{Answer, TestClient};
-use crate::{free_port, ServalProcess};
+use crate::{bind_loopback, lease_port, ServalProcess};
 
 /// Every request id served, over all pods of a test.
 #[derive(Debug, Default)]
@@ -96,9 +96,7 @@ pub async fn start_backend(name: &str, ledger: Arc<Ledger>) -> (u16, Arc<NamedBa
         ledger,
         last_headers: Mutex::new(HeaderMap::new()),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind backend");
+    let listener = bind_loopback().await;
     let port = listener.local_addr().expect("backend address").port();
     let app = Router::new().fallback(answer).with_state(backend.clone());
     tokio::spawn(async move {
@@ -122,7 +120,7 @@ impl RevisionPod {
     /// Starts the backend and its queue-proxy (with `extra` flags); does not wait for them.
     pub async fn start(name: &str, ledger: Arc<Ledger>, extra: &[&str]) -> Self {
         let (upstream, backend) = start_backend(name, ledger).await;
-        let (port, admin_port) = (free_port(), free_port());
+        let (port, admin_port) = (lease_port(), lease_port());
         let mut args = vec![
             "queue-proxy".to_string(),
             format!("--listen=127.0.0.1:{port}"),
@@ -133,9 +131,9 @@ impl RevisionPod {
         args.extend(extra.iter().map(|s| s.to_string()));
         Self {
             backend,
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            address: port.addr(),
             health_url: format!("http://127.0.0.1:{admin_port}/healthz"),
-            proxy: Some(ServalProcess::start(args)),
+            proxy: Some(ServalProcess::start(args).holding(port).holding(admin_port)),
         }
     }
 

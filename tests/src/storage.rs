@@ -6,17 +6,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, repo_root};
+use crate::{lease_port, repo_root, PortLease};
 
-/// The s3s-fs binary, built by `tools/install-storage-test-tools.sh` when missing.
+/// The s3s-fs binary, built by `tools/install-storage-test-tools.sh` when missing (once per
+/// test process: tests running at once would otherwise race on a first install).
 pub fn s3_server_bin() -> PathBuf {
-    let output = Command::new("bash")
-        .arg(repo_root().join("tools/install-storage-test-tools.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run tools/install-storage-test-tools.sh");
-    assert!(output.status.success(), "installing s3s-fs failed");
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(repo_root().join("tools/install-storage-test-tools.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tools/install-storage-test-tools.sh");
+        assert!(output.status.success(), "installing s3s-fs failed");
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
+    .clone()
 }
 
 /// Waits until something accepts connections on `host:port`.
@@ -38,6 +43,8 @@ pub struct S3Server {
     host: String,
     pub root: PathBuf,
     pub port: u16,
+    /// Held for the server's life: a restart binds the same port again.
+    _lease: PortLease,
     pub access_key: String,
     pub secret_key: String,
 }
@@ -50,7 +57,8 @@ impl S3Server {
     /// Listening on `host` (an address of this machine), for clients that are not on
     /// loopback, such as pods.
     pub fn start_on(host: &str) -> Self {
-        let port = free_port();
+        let lease = lease_port();
+        let port = lease.port();
         let root = std::env::temp_dir().join(format!("serval-s3-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
         let mut server = Self {
@@ -58,6 +66,7 @@ impl S3Server {
             host: host.to_string(),
             root,
             port,
+            _lease: lease,
             access_key: "AKIASERVALTEST0000001".into(),
             secret_key: format!("serval/test/secret/{port}/Zq8vK2mW"),
         };
@@ -162,7 +171,8 @@ pub struct FileServer {
 
 impl FileServer {
     pub fn start(dir: &Path) -> Self {
-        let port = free_port();
+        let lease = lease_port();
+        let port = lease.port();
         let mut child = Command::new("python3")
             .args([
                 "-m",
@@ -257,7 +267,8 @@ pub struct ModelHub {
 
 impl ModelHub {
     pub fn start(root: &Path, token: Option<&str>) -> Self {
-        let port = free_port();
+        let lease = lease_port();
+        let port = lease.port();
         let mut child = Command::new("python3")
             .arg(repo_root().join("tests/python/model_hub.py"))
             .arg(root)
@@ -294,7 +305,8 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(root: &Path, user: &str, password: &str) -> Self {
-        let port = free_port();
+        let lease = lease_port();
+        let port = lease.port();
         let mut child = Command::new("python3")
             .arg(repo_root().join("tests/python/oci_registry.py"))
             .arg(root)

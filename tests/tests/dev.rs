@@ -101,16 +101,38 @@ async fn serves_like_the_runtime_scales_to_zero_and_back_and_stops_cleanly() {
     }
 }
 
+/// What `serval runtime` serving the example model on its own answers to [`V2_BODY`].
+async fn direct_outputs() -> serde_json::Value {
+    let direct = serval_tests::runtime::Runtime::start(
+        "xgboost-iris",
+        &repo_root().join("examples/models/iris-xgboost"),
+        &[],
+    )
+    .await;
+    let answer = send(
+        &http1(),
+        "POST",
+        &format!("{}/v2/models/xgboost-iris/infer", direct.url),
+        V2_BODY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()["outputs"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_requests_at_zero_are_all_served() {
     let config = format!("{SHORT_WINDOWS}allow-zero-initial-scale: true\ninitial-scale: 0\n");
     let dev = Dev::start(&config, &["examples/xgboost-iris.yaml"]);
+    let want = direct_outputs().await;
     wait_until(
         Duration::from_secs(60),
         "the service listed at zero",
         || dev.saw("ready 0/0"),
     )
     .await;
+    assert!(dev.children().is_empty(), "no replica before the burst");
     let client = http2();
     let infer = dev.url("/serving/default/xgboost-iris/v2/models/xgboost-iris/infer");
     let calls: Vec<_> = (0..2000)
@@ -119,18 +141,21 @@ async fn two_thousand_requests_at_zero_are_all_served() {
             tokio::spawn(async move { send(&client, "POST", &infer, V2_BODY).await })
         })
         .collect();
-    let mut ok = 0;
     for call in calls {
         let answer = call.await.unwrap().expect("an answer for every request");
         assert_eq!(answer.status, 200, "{}", answer.body);
-        ok += 1;
+        assert_eq!(answer.json()["outputs"], want, "the model's own answer");
     }
-    assert_eq!(ok, 2000);
-    assert!(
-        dev.last_line().contains("xgboost-iris"),
-        "{}",
-        dev.last_line()
-    );
+    // The replicas' queue-proxies saw each request once: none was answered by anything
+    // but a replica, and none was sent twice.
+    let replicas = "default-xgboost-iris-";
+    serval_tests::eventually(
+        Duration::from_secs(10),
+        "the replicas to count 2000 requests",
+        || async { dev.requests_counted(replicas).await >= Some(2000) },
+    )
+    .await;
+    assert_eq!(dev.requests_counted(replicas).await, Some(2000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,37 +224,50 @@ async fn editing_a_manifest_rolls_out_a_new_revision_without_failed_requests() {
     .await;
 
     // Requests keep flowing while the file changes and the new revision takes over.
+    let want = direct_outputs().await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
-        let (client, infer, stop) = (client.clone(), infer.clone(), stop.clone());
+        let (client, infer, stop, want) = (client.clone(), infer.clone(), stop.clone(), want);
         tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u32, Vec::new());
+            let mut failed = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 match send(&client, "POST", &infer, V2_BODY).await {
-                    Ok(a) if a.status == 200 => ok += 1,
+                    Ok(a) if a.status == 200 && a.json()["outputs"] == want => {}
                     Ok(a) => failed.push(format!("{} {}", a.status, a.body)),
                     Err(e) => failed.push(e),
                 }
+                // Pacing only: the load need not be heavy.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            (ok, failed)
+            failed
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The old revision's replica serves the load before the file changes...
+    serval_tests::eventually(
+        Duration::from_secs(20),
+        "iris-predictor-1 serving the load",
+        || async { dev.requests_counted("default-iris-predictor-1-").await >= Some(5) },
+    )
+    .await;
     write(4);
     wait_until(Duration::from_secs(60), "second revision serving", || {
         dev.saw_all(&["iris-predictor-2", "ready 1/1"])
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // ...and the new one after it takes over.
+    serval_tests::eventually(
+        Duration::from_secs(30),
+        "iris-predictor-2 serving the load",
+        || async { dev.requests_counted("default-iris-predictor-2-").await >= Some(20) },
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (ok, failed) = load.await.unwrap();
+    let failed = load.await.unwrap();
     assert!(
         failed.is_empty(),
         "{} failed during the rollout: {failed:?}",
         failed.len()
     );
-    assert!(ok > 20, "requests kept flowing: {ok}");
     assert!(
         dev.stderr()
             .contains("rolling out default/iris-predictor-2"),

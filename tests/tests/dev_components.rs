@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serval_tests::http_client::{http1, send_with_headers, Answer, TestClient};
-use serval_tests::{collect_lines, free_port, repo_root, serval_bin};
+use serval_tests::{collect_lines, lease_port, repo_root, serval_bin, PortLease};
 
 const SHORT_WINDOWS: &str = "stable-window: 6s\nscale-to-zero-grace-period: 1s\n";
 const ISVC: &str = "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n";
@@ -28,13 +28,16 @@ const IRIS_SCORES: [f64; 3] = [
 struct Dev {
     child: Child,
     port: u16,
+    /// Its listening port, held while it runs.
+    _lease: PortLease,
     lines: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Dev {
     fn start(dir: &Path, manifest: &Path) -> Dev {
-        let port = free_port();
+        let lease = lease_port();
+        let port = lease.port();
         let config_file = dir.join("autoscaler.yaml");
         std::fs::write(&config_file, SHORT_WINDOWS).unwrap();
         let mut child = Command::new(serval_bin())
@@ -55,6 +58,7 @@ impl Dev {
         Dev {
             child,
             port,
+            _lease: lease,
             lines,
             stderr,
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serval_tests::apiserver::{revision_deployment, ApiServer};
 use serval_tests::http_client::http1;
 use serval_tests::revision_pod::{Ledger, RevisionPod};
-use serval_tests::{free_port, serval_bin};
+use serval_tests::{lease_port, serval_bin};
 
 const NAMESPACE: &str = "ml";
 const REVISION: &str = "iris-predictor-1";
@@ -93,8 +93,8 @@ spec:
         "stable-window: 6s\nscale-to-zero-grace-period: 1s\n",
     )
     .unwrap();
-    let autoscaler_port = free_port();
-    let activator_port = free_port();
+    let autoscaler_port = lease_port();
+    let activator_port = lease_port();
     let _autoscaler = api.serval([
         "autoscaler".to_string(),
         format!("--listen=127.0.0.1:{autoscaler_port}"),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serval_tests::apiserver::{revision_deployment, ApiServer, ServalRole};
-use serval_tests::free_port;
 use serval_tests::http_client::{get, http1, send};
+use serval_tests::lease_port;
 use serval_tests::revision_pod::{Ledger, RevisionPod};
 
 const NAMESPACE: &str = "ml";
@@ -22,7 +22,8 @@ struct AutoscalerProcess {
 
 impl AutoscalerProcess {
     fn start(api: &ApiServer, config: &std::path::Path) -> Self {
-        let port = free_port();
+        let port = lease_port();
+        let url = format!("http://127.0.0.1:{port}");
         let role = api.serval([
             "autoscaler".to_string(),
             format!("--listen=127.0.0.1:{port}"),
@@ -30,8 +31,8 @@ impl AutoscalerProcess {
             format!("--config={}", config.display()),
         ]);
         Self {
-            _role: role,
-            url: format!("http://127.0.0.1:{port}"),
+            _role: role.holding(port),
+            url,
         }
     }
 }
@@ -254,14 +255,45 @@ async fn scales_a_revision_deployment_up_to_zero_and_back_and_survives_a_restart
     pod.kill_proxy();
     api.apply(&pod_manifest(admin_port));
     mark_ready(&api);
+    let restarted_at = Instant::now();
     let restarted = AutoscalerProcess::start(&api, &config);
     wait_until_tracked(&restarted, &revision_key).await;
-    // Longer than the stable window plus the grace period.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(
-        replicas(&api),
-        3,
-        "missing stats must not scale a revision down"
-    );
+    // The autoscaler shows a decision made with no metric winning (no stats): keep the 3.
+    let view = |url: String| async move {
+        let views = get(&http1(), &format!("{url}/revisions"))
+            .await
+            .ok()?
+            .json();
+        views
+            .as_array()?
+            .iter()
+            .find(|v| v["revision"] == format!("{NAMESPACE}/{REVISION}").as_str())
+            .cloned()
+    };
+    let keeps_three = |view: &serde_json::Value| view["desired"] == 3 && view["winner"].is_null();
+    serval_tests::eventually(
+        Duration::from_secs(10),
+        "a decision on no stats",
+        || async {
+            view(restarted.url.clone())
+                .await
+                .is_some_and(|v| keeps_three(&v))
+        },
+    )
+    .await;
+    // What would scale it down is time without stats: the stable window (6 s) and the
+    // grace period (1 s) passing. No event marks that, so watch the decision and the
+    // Deployment over that span from the restart, plus a few 1 s ticks, failing on the
+    // first change.
+    let span = Duration::from_secs(6 + 1 + 4);
+    serval_tests::throughout(
+        span.saturating_sub(restarted_at.elapsed()),
+        "missing stats must not scale a revision down",
+        || async {
+            let view = view(restarted.url.clone()).await;
+            replicas(&api) == 3 && view.is_some_and(|v| keeps_three(&v))
+        },
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use serval_tests::apiserver::{http_request, ApiServer, ServalRole};
-use serval_tests::{free_port, helm_bin, repo_root};
+use serval_tests::{helm_bin, lease_port, repo_root};
 
 const NS: &str = "ml";
 const SYSTEM: &str = "serval-system";
@@ -88,7 +88,7 @@ fn start_controller_with(
     identity: &str,
     extra: &[String],
 ) -> (ServalRole, String) {
-    let port = free_port();
+    let port = lease_port();
     let kubeconfig = api.kubeconfig_as(SYSTEM, "serval-controller");
     let mut args = vec![
         "controller".to_string(),
@@ -100,8 +100,8 @@ fn start_controller_with(
         "--model-cache-host-path=/var/cache/serval/models".to_string(),
     ];
     args.extend(extra.iter().cloned());
-    let role = api.serval_with(&kubeconfig, args);
-    (role, format!("http://127.0.0.1:{port}"))
+    let url = format!("http://127.0.0.1:{port}");
+    (api.serval_with(&kubeconfig, args).holding(port), url)
 }
 
 fn get(api: &ApiServer, path: &str) -> Option<Value> {
@@ -699,8 +699,8 @@ fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
 fn the_webhook_refuses_an_invalid_service_by_field_and_fills_kserves_defaults() {
     let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let api = ApiServer::start();
-    let port = free_port();
-    install_chart(&api, Some(port));
+    let port = lease_port();
+    install_chart(&api, Some(port.port()));
     let (_controller, _health) = start_controller_with(
         &api,
         "controller-a",

@@ -17,7 +17,9 @@ use serval_tests::runtime::{smollm2_dir, venv};
 const WINDOWS: &str = "stable-window: 6s\nscale-to-zero-grace-period: 1s\n";
 
 /// `examples/smollm2.yaml` with its model in the test venv, a token target low enough for
-/// this machine's load to need several replicas, and a small body limit to test 413.
+/// this machine's load to need several replicas, a small body limit to test 413, and one
+/// generation thread per replica: llama.cpp's threads spin while they wait for each other,
+/// so two replicas of two threads each on two cores fall to a few tokens/s.
 fn manifest(dir: &std::path::Path) -> std::path::PathBuf {
     let example = std::fs::read_to_string(repo_root().join("examples/smollm2.yaml"))
         .expect("examples/smollm2.yaml");
@@ -28,7 +30,7 @@ fn manifest(dir: &std::path::Path) -> std::path::PathBuf {
         .replace(
             "storageUri: ./models/smollm2",
             &format!(
-                "storageUri: {}\n      env:\n        - name: SERVAL_MAX_BODY_BYTES\n          value: \"65536\"",
+                "storageUri: {}\n      env:\n        - name: SERVAL_MAX_BODY_BYTES\n          value: \"65536\"\n        - name: SERVAL_THREADS\n          value: \"1\"",
                 smollm2_dir().display()
             ),
         )
@@ -69,6 +71,81 @@ async fn wait_until(limit: Duration, what: &str, dev: &Dev, mut check: impl FnMu
     }
 }
 
+/// What OpenAI's client got from `tests/python/openai_client.py`'s calls.
+fn check_openai_client(seen: &serde_json::Value) {
+    assert_eq!(seen["models"], json!(["smollm2"]), "models.list: {seen}");
+
+    let chat = &seen["chat"];
+    assert!(
+        chat["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Paris")),
+        "the capital of France: {chat}"
+    );
+    assert_eq!(chat["role"], "assistant", "{chat}");
+    assert!(
+        chat["finish_reason"] == "stop" || chat["finish_reason"] == "length",
+        "{chat}"
+    );
+    let usage = |field: &str| chat["usage"][field].as_u64().unwrap_or(0);
+    assert!(usage("prompt_tokens") > 0, "{chat}");
+    assert!((1..=24).contains(&usage("completion_tokens")), "{chat}");
+    assert_eq!(
+        usage("total_tokens"),
+        usage("prompt_tokens") + usage("completion_tokens"),
+        "{chat}"
+    );
+
+    // One chunk per token, arriving as they are made: the first long before the last.
+    let stream = &seen["stream"];
+    assert!(
+        stream["content_chunks"].as_u64().unwrap_or(0) >= 60,
+        "{stream}"
+    );
+    let (first, last) = (
+        stream["first_chunk_s"].as_f64().unwrap_or(f64::NAN),
+        stream["last_chunk_s"].as_f64().unwrap_or(f64::NAN),
+    );
+    assert!(first < last / 3.0, "{stream}");
+    assert_eq!(
+        stream["completion_tokens"], 64,
+        "usage at the end: {stream}"
+    );
+
+    // The text stops just before the stop sequence.
+    assert_eq!(
+        seen["completion"],
+        json!({
+            "text": " the primary colors of the RGB color model: red, blue, and ",
+            "finish_reason": "stop",
+        })
+    );
+
+    let errors = &seen["errors"];
+    let refused = |status: u16, code: Option<&str>, param: Option<&str>| json!({"status": status, "code": code, "param": param});
+    assert_eq!(
+        errors["unknown model"],
+        refused(404, Some("model_not_found"), Some("model")),
+        "{errors}"
+    );
+    assert_eq!(errors["malformed messages"]["status"], 400, "{errors}");
+    assert_eq!(
+        errors["malformed messages"]["param"], "messages",
+        "{errors}"
+    );
+    assert_eq!(
+        errors["max_tokens over the context"],
+        refused(400, Some("context_length_exceeded"), Some("max_tokens")),
+        "{errors}"
+    );
+    assert_eq!(errors["prompt too long"]["status"], 400, "{errors}");
+    assert_eq!(
+        errors["prompt too long"]["code"], "context_length_exceeded",
+        "{errors}"
+    );
+    assert_eq!(errors["body over the limit"]["status"], 413, "{errors}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_clients_token_scaling_and_scale_to_zero_through_serval_dev() {
     let dir = std::env::temp_dir().join(format!("serval-llm-dev-{}", std::process::id()));
@@ -101,11 +178,11 @@ async fn openai_clients_token_scaling_and_scale_to_zero_through_serval_dev() {
         .output()
         .expect("run python");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("all checks passed"),
-        "openai_client.py:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let said = || format!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "openai_client.py:\n{}", said());
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("openai_client.py: {e}:\n{}", said()));
+    check_openai_client(&seen);
 
     // Streamed load: the queue-proxy counts output tokens, the autoscaler scales on them.
     let stop = Arc::new(AtomicBool::new(false));
@@ -130,19 +207,33 @@ async fn openai_clients_token_scaling_and_scale_to_zero_through_serval_dev() {
         most_desired(&dev) >= 2
     })
     .await;
-    let scaled_on_tokens = dev
+    let view: Vec<String> = dev
         .lines
         .lock()
         .unwrap()
         .iter()
         .filter(|l| l.starts_with("default/smollm2 "))
-        .any(|l| {
-            l.split("tok/s ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
-                .is_some_and(|t| t >= 40.0)
-        });
-    assert!(scaled_on_tokens, "the live view never showed tokens/s");
+        .cloned()
+        .collect();
+    // The decision that scaled out names the tokens metric, and its line shows the rate.
+    let number_after = |line: &str, key: &str| {
+        line.split(key).nth(1).and_then(|r| {
+            r.split_whitespace()
+                .next()?
+                .trim_end_matches(',')
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let scaled_on_tokens = view.iter().any(|l| {
+        number_after(l, "tokens wants ").is_some_and(|n| n >= 2.0)
+            && number_after(l, "tok/s ").is_some_and(|t| t > 20.0)
+    });
+    assert!(
+        scaled_on_tokens,
+        "no decision for 2 or more replicas on tokens/s over the target of 20:\n{}",
+        view.join("\n")
+    );
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();

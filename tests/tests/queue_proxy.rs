@@ -3,38 +3,37 @@
 //! activator and `serval dev` tests run.)
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serval_tests::http_client::{get, http1, http2, send};
-use serval_tests::{backend, free_port, queue_proxy_bin, ServalProcess};
+use serval_tests::{backend, eventually, lease_port, queue_proxy_bin, ServalProcess};
 
 struct Pod {
     proxy: ServalProcess,
+    address: SocketAddr,
     url: String,
     admin: String,
 }
 
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// Starts a queue-proxy in front of `upstream` with extra flags; waits until it is ready.
-async fn start_proxy(upstream: u16, extra: &[&str]) -> Pod {
-    let (port, admin_port) = (free_port(), free_port());
+async fn start_proxy(upstream: SocketAddr, extra: &[&str]) -> Pod {
+    let (port, admin_port) = (lease_port(), lease_port());
     let mut args = vec![
         format!("--listen=127.0.0.1:{port}"),
         format!("--admin-listen=127.0.0.1:{admin_port}"),
-        format!("--upstream=127.0.0.1:{upstream}"),
+        format!("--upstream={upstream}"),
         "--gpu=false".to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let proxy = ServalProcess::start_program(queue_proxy_bin(), args);
     let pod = Pod {
-        proxy,
+        address: port.addr(),
         url: format!("http://127.0.0.1:{port}"),
         admin: format!("http://127.0.0.1:{admin_port}"),
+        proxy: ServalProcess::start_program(queue_proxy_bin(), args)
+            .holding(port)
+            .holding(admin_port),
     };
-    wait_for(Duration::from_secs(20), || async {
+    eventually(Duration::from_secs(20), "the queue-proxy ready", || async {
         get(&http1(), &format!("{}/healthz", pod.admin))
             .await
             .is_ok_and(|a| a.status == 200)
@@ -43,25 +42,11 @@ async fn start_proxy(upstream: u16, extra: &[&str]) -> Pod {
     pod
 }
 
-async fn wait_for<F, Fut>(limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("condition not met within {limit:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_waits_for_the_runtime() {
-    let upstream = free_port();
-    let (port, admin_port) = (free_port(), free_port());
+    // The runtime comes up after the proxy: its port is named before anything listens.
+    let upstream = lease_port();
+    let (port, admin_port) = (lease_port(), lease_port());
     let _proxy = ServalProcess::start_program(
         queue_proxy_bin(),
         [
@@ -72,7 +57,7 @@ async fn healthz_waits_for_the_runtime() {
         ],
     );
     let health = format!("http://127.0.0.1:{admin_port}/healthz");
-    wait_for(Duration::from_secs(20), || async {
+    eventually(Duration::from_secs(20), "the admin server up", || async {
         get(&http1(), &health).await.is_ok()
     })
     .await;
@@ -96,17 +81,18 @@ async fn healthz_waits_for_the_runtime() {
         early.body
     );
 
-    backend::start(addr(upstream)).await;
-    wait_for(Duration::from_secs(5), || async {
-        get(&http1(), &health).await.is_ok_and(|a| a.status == 200)
-    })
+    backend::start_on(&upstream).await;
+    eventually(
+        Duration::from_secs(5),
+        "ready once the runtime is",
+        || async { get(&http1(), &health).await.is_ok_and(|a| a.status == 200) },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_concurrency_is_never_exceeded_and_overflow_gets_503() {
-    let upstream = free_port();
-    let state = backend::start(addr(upstream)).await;
+    let (upstream, state) = backend::start().await;
     let pod = start_proxy(upstream, &["--container-concurrency=4"]).await;
     let client = http1();
     let calls: Vec<_> = (0..200)
@@ -143,8 +129,7 @@ async fn container_concurrency_is_never_exceeded_and_overflow_gets_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_output_tokens_of_streamed_and_plain_completions() {
-    let upstream = free_port();
-    backend::start(addr(upstream)).await;
+    let (upstream, _) = backend::start().await;
     let pod = start_proxy(upstream, &["--stats-window=200ms"]).await;
     let client = http1();
     let plain = send(
@@ -170,20 +155,29 @@ async fn counts_output_tokens_of_streamed_and_plain_completions() {
         "SSE passes through whole"
     );
     // 5 from usage + 7 streamed chunks, reported by the cumulative counter and by /stats.
-    wait_for(Duration::from_secs(5), || async {
-        let metrics = get(&client, &format!("{}/metrics", pod.admin))
-            .await
-            .unwrap()
-            .body;
-        metrics.contains("serval_queue_proxy_output_tokens_total 12")
-    })
+    eventually(
+        Duration::from_secs(5),
+        "12 output tokens counted",
+        || async {
+            let metrics = get(&client, &format!("{}/metrics", pod.admin))
+                .await
+                .unwrap()
+                .body;
+            let counted = metrics.lines().find_map(|l| {
+                l.strip_prefix("serval_queue_proxy_output_tokens_total ")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            });
+            counted == Some(12)
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_report_concurrency_requests_and_runtime_queue_depth() {
-    let upstream = free_port();
-    backend::start(addr(upstream)).await;
+    let (upstream, _) = backend::start().await;
     let pod = start_proxy(
         upstream,
         &[
@@ -200,7 +194,7 @@ async fn stats_report_concurrency_requests_and_runtime_queue_depth() {
         })
         .collect();
     // Somewhere during the 1.5 s of four held requests, one whole 1 s window sees about 4.
-    wait_for(Duration::from_secs(5), || async {
+    eventually(Duration::from_secs(5), "a window of about 4", || async {
         let stat = get(&client, &format!("{}/stats", pod.admin))
             .await
             .unwrap()
@@ -225,8 +219,7 @@ async fn stats_report_concurrency_requests_and_runtime_queue_depth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_runtime_gets_504() {
-    let upstream = free_port();
-    backend::start(addr(upstream)).await;
+    let (upstream, _) = backend::start().await;
     let pod = start_proxy(upstream, &["--first-byte-timeout=300ms"]).await;
     let client = http1();
     let answer = get(&client, &format!("{}/slow?ms=2000", pod.url))
@@ -249,8 +242,7 @@ async fn slow_runtime_gets_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_cleartext_passes_through() {
-    let upstream = free_port();
-    backend::start(addr(upstream)).await;
+    let (upstream, _) = backend::start().await;
     let pod = start_proxy(upstream, &[]).await;
     let answer = send(&http2(), "POST", &format!("{}/echo", pod.url), "over h2c")
         .await
@@ -269,53 +261,71 @@ async fn http2_cleartext_passes_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_load_loses_no_request() {
-    let upstream = free_port();
-    let state = backend::start(addr(upstream)).await;
+    let (upstream, state) = backend::start().await;
     let mut pod = start_proxy(upstream, &["--drain-period=1s"]).await;
     let client = http1();
-    // Requests in flight when SIGTERM arrives, and more arriving during the drain period.
-    let mut calls = Vec::new();
-    for _ in 0..20 {
-        let (client, url) = (client.clone(), format!("{}/slow?ms=400", pod.url));
-        calls.push(tokio::spawn(async move { get(&client, &url).await }));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while state.in_flight() < 20 {
-        assert!(
-            Instant::now() < deadline,
-            "the 20 slow requests never reached the backend"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    pod.proxy.terminate();
-    // Readiness fails once the proxy has taken the signal.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let health = get(&client, &format!("{}/healthz", pod.admin)).await;
-        if health.is_ok_and(|h| h.status == 503) {
-            break;
+    let slow = |ms: u64, calls: &mut Vec<_>| {
+        for _ in 0..20 {
+            let (client, url) = (client.clone(), format!("{}/slow?ms={ms}", pod.url));
+            calls.push(tokio::spawn(async move { get(&client, &url).await }));
         }
-        assert!(
-            Instant::now() < deadline,
-            "readiness never failed while draining"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    for _ in 0..20 {
-        let (client, url) = (client.clone(), format!("{}/slow?ms=200", pod.url));
-        calls.push(tokio::spawn(async move { get(&client, &url).await }));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    // Requests in flight when SIGTERM arrives.
+    let mut calls = Vec::new();
+    slow(400, &mut calls);
+    eventually(
+        Duration::from_secs(10),
+        "20 requests at the backend",
+        || async { state.in_flight() == 20 },
+    )
+    .await;
+    pod.proxy.terminate();
+    eventually(
+        Duration::from_secs(5),
+        "readiness failing while draining",
+        || async {
+            get(&client, &format!("{}/healthz", pod.admin))
+                .await
+                .is_ok_and(|h| h.status == 503)
+        },
+    )
+    .await;
+    // Requests arriving during the drain period, outlasting it: the proxy must still take
+    // them, and finish them after it stops accepting.
+    slow(1500, &mut calls);
+    eventually(
+        Duration::from_secs(5),
+        "the requests sent while draining reach the backend",
+        || async { state.served() + state.in_flight() == 40 },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the listener closed at the end of the drain period",
+        || async { tokio::net::TcpStream::connect(pod.address).await.is_err() },
+    )
+    .await;
+    let in_flight_at_close = state.in_flight();
+    assert!(
+        in_flight_at_close > 0,
+        "no request was in flight when the proxy stopped accepting (served {})",
+        state.served()
+    );
     for call in calls {
         let answer = call
             .await
             .unwrap()
             .expect("an accepted request is answered");
         assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body, "slow done");
     }
     assert_eq!(state.served(), 40);
     let code = tokio::task::spawn_blocking(move || pod.proxy.wait_exit(Duration::from_secs(10)))
         .await
         .unwrap();
-    assert_eq!(code, Some(0), "exits cleanly after draining");
+    assert_eq!(
+        code,
+        Some(0),
+        "exits cleanly after finishing the {in_flight_at_close} requests in flight"
+    );
 }

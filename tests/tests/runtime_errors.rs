@@ -8,7 +8,7 @@ use serval_runtimes::proto::model_infer_request::InferInputTensor;
 use serval_runtimes::proto::{InferTensorContents, ModelInferRequest, ModelReadyRequest};
 use serval_tests::http_client::{get, http1, send};
 use serval_tests::runtime::{ort_dylib, test_models, Runtime};
-use serval_tests::{free_port, run_serval};
+use serval_tests::{lease_port, run_serval};
 
 async fn error(url: &str, body: &str, status: u16) -> String {
     let answer = send(&http1(), "POST", url, body).await.unwrap();
@@ -161,12 +161,13 @@ async fn grpc_uses_the_matching_status_codes() {
 }
 
 fn start_fails(model_dir: &std::path::Path, extra: &[&str]) -> String {
+    let (http_port, grpc_port) = (lease_port(), lease_port());
     let mut args = vec![
         "runtime".to_string(),
         format!("--model-dir={}", model_dir.display()),
         "--bind-address=127.0.0.1".into(),
-        format!("--http-port={}", free_port()),
-        format!("--grpc-port={}", free_port()),
+        format!("--http-port={http_port}"),
+        format!("--grpc-port={grpc_port}"),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let (code, _, stderr) = run_serval(&args);

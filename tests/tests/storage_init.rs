@@ -588,7 +588,7 @@ async fn serval_dev_serves_a_model_from_s3_and_reuses_its_cache() {
     let client = http1();
 
     for start in ["first", "second"] {
-        let port = serval_tests::free_port();
+        let port = serval_tests::lease_port();
         let mut dev = KilledOnDrop(
             Command::new(serval_bin())
                 .arg("dev")

@@ -10,12 +10,12 @@ use futures_util::FutureExt;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::{HeaderMap, Request, Response};
 use serval_api::headers::{REQUEST_ID, VIA_ACTIVATOR};
+use serval_proxy::body::{ProxyBody, RequestBody};
 use serval_proxy::headers::ClientAddr;
 use tower::{Layer, Service};
 
 use super::ResponseFuture;
 use crate::rng::Rng;
-use serval_proxy::body::{ProxyBody, RequestBody};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

@@ -13,12 +13,12 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use http::{Request, Response};
+use serval_proxy::body::{ProxyBody, RequestBody};
 use tower::{Layer, Service};
 
 use super::{ready, ResponseFuture};
 use crate::error::ActivatorError;
 use crate::routes::{RateLimit, Resolved};
-use serval_proxy::body::{ProxyBody, RequestBody};
 
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 

@@ -8,13 +8,13 @@ use std::task::{Context, Poll};
 
 use http::header::HOST;
 use http::{Request, Response, Uri};
+use serval_proxy::body::{ProxyBody, RequestBody};
 use tower::{Layer, Service};
 
 use super::{ready, ResponseFuture};
 use crate::error::ActivatorError;
 use crate::rng::Rng;
 use crate::routes::{RequestTarget, RouteTable, REVISION_TAG_HEADER};
-use serval_proxy::body::{ProxyBody, RequestBody};
 
 #[derive(Clone, Debug)]
 pub(crate) struct RoutingLayer {

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt;
 
 use http::{Request, Response};
+use serval_proxy::body::{hold_until_sent, ProxyBody, RequestBody};
 use serval_proxy::trace_context;
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -22,7 +23,6 @@ use crate::proxy::{ForwardError, ForwardFuture, PodAddress};
 use crate::report::InFlight;
 use crate::routes::{Resolved, RouteTable};
 use crate::throttler::{Lease, Throttler};
-use serval_proxy::body::{hold_until_sent, ProxyBody, RequestBody};
 
 /// How a wait for a slot ended.
 enum Waited {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use serval_proxy::body::{observe_response, Hold, ProxyBody};
 use serval_proxy::trace_context;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
@@ -14,7 +15,6 @@ use tracing::Instrument;
 
 use crate::error::ProxyError;
 use crate::layers::ResponseFuture;
-use serval_proxy::body::{observe_response, Hold, ProxyBody};
 
 #[derive(Clone, Debug)]
 pub(crate) struct ConcurrencyLimitLayer {

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{Request, Response};
 use serval_api::headers::VIA_ACTIVATOR;
+use serval_proxy::body::{observe_request, observe_response, BodyObserver, ProxyBody, RequestBody};
 use serval_proxy::window::{ConcurrencyWindow, Started};
 use tower::{Layer, Service};
 
 use crate::layers::ResponseFuture;
-use serval_proxy::body::{observe_request, observe_response, BodyObserver, ProxyBody, RequestBody};
 
 /// What one closed window measured; the caller adds pod name, timestamps, GPU and queue.
 #[derive(Clone, Debug, Default, PartialEq)]

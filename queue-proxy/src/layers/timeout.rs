@@ -13,12 +13,12 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
+use serval_proxy::body::{BoxError, ProxyBody};
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower::{Layer, Service};
 
 use crate::error::ProxyError;
 use crate::layers::ResponseFuture;
-use serval_proxy::body::{BoxError, ProxyBody};
 
 /// Zero disables a timeout.
 #[derive(Clone, Copy, Debug, Default)]

@@ -10,11 +10,11 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::{Request, Response};
 use serde_json::Value;
+use serval_proxy::body::{observe_response, BodyObserver, ProxyBody, RequestBody};
 use tower::{Layer, Service};
 
 use crate::layers::stats::StatsRecorder;
 use crate::layers::ResponseFuture;
-use serval_proxy::body::{observe_response, BodyObserver, ProxyBody, RequestBody};
 
 /// A JSON completion larger than this is passed through uncounted rather than buffered.
 const MAX_JSON_BYTES: usize = 4 << 20;

@@ -27,7 +27,7 @@ use crate::apiserver::{
     etcd_bin, http_request, kube_cache, kubectl_bin, log_file, make_credentials, openssl,
     run_with_stdin, Output, Process, TOKEN,
 };
-use crate::free_port;
+use crate::{lease_port, PortLease};
 
 pub use host::run;
 
@@ -71,6 +71,8 @@ pub struct Cluster {
     url: String,
     /// In start order; stopped in reverse.
     processes: Vec<(&'static str, Process)>,
+    /// The loopback ports its processes were given, held while they run.
+    ports: Vec<PortLease>,
     dns: Option<dns::ServiceRecords>,
     host: host::HostState,
 }
@@ -90,6 +92,7 @@ impl Cluster {
             dir,
             url: String::new(),
             processes: Vec::new(),
+            ports: Vec::new(),
             dns: None,
             host: host::HostState::default(),
         };
@@ -303,7 +306,7 @@ impl Cluster {
     fn start_control_plane(&mut self) {
         let dir = self.dir.clone();
         let file = |name: &str| dir.join(name).display().to_string();
-        let (client_port, peer_port) = (free_port(), free_port());
+        let (client_port, peer_port) = (lease_port(), lease_port());
         let etcd_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let etcd_args = [
@@ -318,6 +321,7 @@ impl Cluster {
             "--unsafe-no-fsync".into(),
         ];
         self.spawn("etcd", Command::new(etcd_bin()).args(etcd_args));
+        self.ports.extend([client_port, peer_port]);
         let apiserver_args = [
             format!("--etcd-servers={etcd_url}"),
             format!("--bind-address={NODE_IP}"),
@@ -346,7 +350,7 @@ impl Cluster {
             "kube-apiserver",
             Command::new(kube_bin("kube-apiserver")).args(apiserver_args),
         );
-        let proxy_port = free_port();
+        let proxy_port = lease_port();
         let kubeconfig = self.kubeconfig.clone();
         self.spawn(
             "kubectl-proxy",
@@ -360,6 +364,7 @@ impl Cluster {
                 ]),
         );
         self.url = format!("http://127.0.0.1:{proxy_port}");
+        self.ports.push(proxy_port);
     }
 
     fn start_dns(&mut self) {

@@ -3,14 +3,12 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serval_activator::{
     Activator, Config, LocalEndpoints, PodEndpoint, RecordingAutoscaler, RouteTable,
 };
-use serval_tests::free_port;
 use serval_tests::http_client::{http1, TestClient};
 use serval_tests::revision_pod::{Ledger, RevisionPod};
 
@@ -30,7 +28,8 @@ pub struct Gateway {
 impl Gateway {
     /// Starts an activator on a free port with `configure`d settings.
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let listener = serval_tests::bind_loopback().await;
+        let addr = listener.local_addr().expect("activator address");
         let mut config = Config::new(addr);
         configure(&mut config);
         let routes = Arc::new(RouteTable::new(DOMAIN));
@@ -45,9 +44,6 @@ impl Gateway {
             )
             .expect("valid config"),
         );
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind activator");
         let serving = activator.clone();
         tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
         Self {
