@@ -6,9 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serval_proxy::body::{ProxyBody, RequestBody};
-
 use http::{Request, Response};
+use serval_proxy::body::{ProxyBody, RequestBody};
 use serval_proxy::serve::{serve, ServeSettings};
 use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
@@ -151,14 +150,15 @@ impl QueueProxy {
         admin: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) {
+        let admin_addr = admin.local_addr().unwrap_or(self.config.admin_listen);
+        let listen = listener.local_addr().unwrap_or(self.config.listen);
         let admin_router = admin::router(self.shared.clone());
         self.tasks.spawn(async move {
             if let Err(e) = axum::serve(admin, admin_router).await {
                 tracing::error!(error = %e, "admin server stopped");
             }
         });
-        tracing::info!(listen = ?listener.local_addr().ok(), upstream = %self.config.upstream,
-            admin = %self.config.admin_listen,
+        tracing::info!(%listen, upstream = %self.config.upstream, admin = %admin_addr,
             container_concurrency = self.config.container_concurrency, "queue-proxy serving");
         let (shared, drain_period) = (self.shared.clone(), self.config.drain_period);
         let drained = async move {
