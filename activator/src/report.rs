@@ -35,8 +35,8 @@ impl Drop for InFlight {
 }
 
 /// The `Stat` for one window; `None` when the revision saw nothing and holds nothing.
-fn stat(name: &str, summary: WindowSummary, queued: usize) -> Option<Stat> {
-    let idle = summary.requests == 0 && summary.in_flight == 0 && queued == 0;
+fn stat(name: &str, summary: WindowSummary, queued: usize, held: u64) -> Option<Stat> {
+    let idle = summary.requests == 0 && summary.in_flight == 0 && queued == 0 && held == 0;
     if idle && summary.average_concurrency == 0.0 {
         return None;
     }
@@ -52,6 +52,7 @@ fn stat(name: &str, summary: WindowSummary, queued: usize) -> Option<Stat> {
         average_proxied_concurrency: summary.average_concurrency,
         request_count: summary.requests,
         proxied_request_count: summary.requests,
+        held_request_count: held,
         ..Stat::default()
     })
 }
@@ -81,7 +82,7 @@ pub(crate) async fn run<A: AutoscalerClient>(
                 let reports = throttler.all().into_iter().filter_map(|revision| {
                     let summary = revision.stats.close(now);
                     let queued = revision.queued();
-                    let stat = stat(&name, summary, queued)?;
+                    let stat = stat(&name, summary, queued, revision.take_held())?;
                     let client = client.clone();
                     Some(async move {
                         let queued = u32::try_from(queued).unwrap_or(u32::MAX);
@@ -108,14 +109,16 @@ mod tests {
             in_flight: 0,
             length: Duration::from_secs(1),
         };
-        let reported = stat("activator", busy, 3).unwrap();
+        let reported = stat("activator", busy, 3, 2).unwrap();
+        assert_eq!(reported.held_request_count, 2);
         assert_eq!((reported.window_ms, reported.request_count), (1000, 0));
         assert_eq!(reported.average_proxied_concurrency, 0.5);
         let idle = WindowSummary {
             average_concurrency: 0.0,
             ..busy
         };
-        assert!(stat("a", idle, 0).is_none());
-        assert!(stat("a", idle, 1).is_some(), "a held request is news");
+        assert!(stat("a", idle, 0, 0).is_none());
+        assert!(stat("a", idle, 1, 0).is_some(), "a held request is news");
+        assert!(stat("a", idle, 0, 1).is_some(), "so is one that waited");
     }
 }

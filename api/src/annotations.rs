@@ -34,6 +34,9 @@ pub mod knative {
     pub const CLASS_KPA: &str = "kpa.autoscaling.knative.dev";
     /// Knative's HPA class, for cpu/memory scaling.
     pub const CLASS_HPA: &str = "hpa.autoscaling.knative.dev";
+    /// Serval's adaptive class: learns each revision's traffic and spends the fewest
+    /// replica-seconds that keep cold starts within `serving.serval.dev/cold-start-budget`.
+    pub const CLASS_SERVAL: &str = "serval.autoscaling.serval.dev";
 }
 
 /// KServe's annotations.
@@ -61,6 +64,9 @@ pub mod serval {
     /// `"true"`: the model is fetched once per node into the node model cache and mounted
     /// read-only, shared by every pod on the node that names the same storageUri.
     pub const MODEL_CACHE: &str = "serving.serval.dev/model-cache";
+    /// With Serval's autoscaler class: the share of requests allowed to wait for a
+    /// replica, as a percentage (`"1%"`) or a fraction (`"0.01"`).
+    pub const COLD_START_BUDGET: &str = "serving.serval.dev/cold-start-budget";
 }
 
 /// The autoscaling-related annotations of one object, parsed and range-checked. Unset keys
@@ -68,6 +74,8 @@ pub mod serval {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AutoscalingAnnotations {
     pub class: Option<String>,
+    /// Share of requests allowed to wait for a cold start, 0.001 to 0.5.
+    pub cold_start_budget: Option<f64>,
     pub metric: Option<ScaleMetric>,
     pub target: Option<f64>,
     pub target_utilization_percentage: Option<f64>,
@@ -102,6 +110,11 @@ impl AutoscalingAnnotations {
         };
         let parsed = Self {
             class: parser.class(),
+            cold_start_budget: parser.value(
+                serval::COLD_START_BUDGET,
+                "a share between 0.1% and 50%, like 1% or 0.01",
+                parse_share,
+            ),
             metric: parser.value(knative::METRIC, "a metric name", ScaleMetric::parse),
             target: parser.number(knative::TARGET, 0.01, f64::MAX),
             target_utilization_percentage: parser.number(
@@ -215,11 +228,20 @@ impl Parser<'_> {
     fn class(&mut self) -> Option<String> {
         self.value(
             knative::CLASS,
-            &format!("{} or {}", knative::CLASS_KPA, knative::CLASS_HPA),
+            &format!(
+                "{}, {} or {}",
+                knative::CLASS_KPA,
+                knative::CLASS_HPA,
+                knative::CLASS_SERVAL
+            ),
             |v| {
-                [knative::CLASS_KPA, knative::CLASS_HPA]
-                    .contains(&v)
-                    .then(|| v.to_string())
+                [
+                    knative::CLASS_KPA,
+                    knative::CLASS_HPA,
+                    knative::CLASS_SERVAL,
+                ]
+                .contains(&v)
+                .then(|| v.to_string())
             },
         )
     }
@@ -234,6 +256,15 @@ impl Parser<'_> {
         })
         .unwrap_or_default()
     }
+}
+
+/// `"1%"` or `"0.01"` as a fraction, within [0.001, 0.5].
+fn parse_share(value: &str) -> Option<f64> {
+    let share = match value.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().ok()? / 100.0,
+        None => value.parse::<f64>().ok()?,
+    };
+    (share.is_finite() && (0.001..=0.5).contains(&share)).then_some(share)
 }
 
 /// Whole-second durations the way Go prints them (`1h`, `6s`, `1m30s`).
@@ -286,6 +317,27 @@ mod tests {
             vec![ScaleMetric::Concurrency, ScaleMetric::Tokens]
         );
         assert_eq!(a.rate_limit, Some(20.0));
+    }
+
+    #[test]
+    fn serval_class_and_its_cold_start_budget() {
+        let (a, errors) = parse(&[
+            (knative::CLASS, knative::CLASS_SERVAL),
+            (serval::COLD_START_BUDGET, "1.5%"),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(a.class.as_deref(), Some(knative::CLASS_SERVAL));
+        assert_eq!(a.cold_start_budget, Some(0.015));
+        let (a, _) = parse(&[(serval::COLD_START_BUDGET, "0.02")]);
+        assert_eq!(a.cold_start_budget, Some(0.02));
+        for bad in ["0%", "80%", "one percent", "NaN"] {
+            let (a, errors) = parse(&[(serval::COLD_START_BUDGET, bad)]);
+            assert_eq!(a.cold_start_budget, None, "{bad}");
+            assert_eq!(
+                errors[0].path,
+                format!("metadata.annotations[{}]", serval::COLD_START_BUDGET)
+            );
+        }
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Stat {
     /// How long the reporting process has been up, in milliseconds.
     #[serde(default)]
     pub process_uptime_ms: u64,
+    /// Activator reports: requests that found no free replica and waited, in the window.
+    #[serde(default)]
+    pub held_request_count: u64,
 }
 
 /// GPU readings summed (memory) or averaged (utilisation) over the pod's visible devices.

@@ -98,6 +98,11 @@ impl WindowBuckets {
             .is_none_or(|last| now.saturating_sub(last) > self.len)
     }
 
+    /// What was recorded for `second` (zero when nothing was, or it fell out).
+    pub(crate) fn value_at(&self, second: u64) -> f64 {
+        self.last_write.map_or(0.0, |last| self.at(last, second))
+    }
+
     /// The bucket of `second`, zero when it was never written or fell out.
     fn at(&self, last: u64, second: u64) -> f64 {
         let Some(age) = last.checked_sub(second) else {

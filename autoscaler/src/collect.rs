@@ -100,6 +100,7 @@ pub fn activator_sample(stats: &[Stat]) -> MetricSample {
     if !rates.is_empty() {
         sample.set(ScaleMetric::Rps, rates.iter().sum());
     }
+    sample.set_held_requests(stats.iter().map(|s| s.held_request_count as f64).sum());
     sample
 }
 

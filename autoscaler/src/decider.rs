@@ -3,10 +3,11 @@
 //! KPA reconciler's rules (initial scale, min/max, scale to zero). Pure: time comes in as
 //! `now`, so the live loop and the simulator run the same code.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serval_api::component::ScaleMetric;
 
+use crate::adaptive::Adaptive;
 use crate::decision::{Decision, MetricDecision};
 use crate::delay::MaxWindow;
 use crate::metrics::{MetricWindows, WindowAverages};
@@ -29,6 +30,12 @@ pub struct Decider {
     rules: RevisionRules,
     /// The count decided at the previous tick, if any.
     last_desired: Option<u32>,
+    /// Serval's class: what it learned of this revision's traffic.
+    adaptive: Option<Adaptive>,
+    /// The scale-down delay in force (Serval's class learns its own).
+    delay: Duration,
+    /// Serval's class: the target utilisation it learned at this tick.
+    learned_utilisation: Option<f64>,
 }
 
 /// The bounds Knative puts on one step: never above `up`, never below `down`.
@@ -42,7 +49,10 @@ impl Decider {
     pub fn new(spec: ScalingSpec, now: Instant) -> Self {
         Self {
             rules: RevisionRules::new(&spec),
-            scale_down_delay: delay_window(&spec),
+            scale_down_delay: delay_window(spec.scale_down_delay),
+            delay: spec.scale_down_delay,
+            learned_utilisation: None,
+            adaptive: spec.adaptive.map(Adaptive::new),
             spec,
             origin: now,
             panic_since: None,
@@ -72,10 +82,34 @@ impl Decider {
 
     /// Applies a changed spec from the next tick on.
     pub fn update_spec(&mut self, spec: ScalingSpec) {
-        if spec.scale_down_delay != self.spec.scale_down_delay {
-            self.scale_down_delay = delay_window(&spec);
+        match (&mut self.adaptive, spec.adaptive) {
+            (Some(known), Some(settings)) => known.update(settings),
+            (known, settings) => *known = settings.map(Adaptive::new),
         }
         self.spec = spec;
+        self.set_delay(self.wanted_delay());
+    }
+
+    /// The configured scale-down delay, or the class's learned one when that is longer.
+    fn wanted_delay(&self) -> Duration {
+        let learned = self
+            .adaptive
+            .as_ref()
+            .map_or(Duration::ZERO, Adaptive::scale_down_delay);
+        self.spec.scale_down_delay.max(learned)
+    }
+
+    fn set_delay(&mut self, delay: Duration) {
+        if delay.as_secs() != self.delay.as_secs() || (delay.is_zero() != self.delay.is_zero()) {
+            self.scale_down_delay = delay_window(delay);
+        }
+        self.delay = delay;
+    }
+
+    /// When Serval's class plans to start a replica for a revision that is idle at zero (a
+    /// pre-warm), if it does: until then, deciding changes nothing.
+    pub fn planned_start(&self, now: Instant) -> Option<Instant> {
+        self.adaptive.as_ref()?.planned_start(now)
     }
 
     /// Decides the replica count at `now` from the revision's `metrics`, its `ready_pods`
@@ -88,6 +122,11 @@ impl Decider {
         ready_pods: u32,
         activator_queued: u32,
     ) -> Decision {
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.observe(now, metrics, ready_pods, activator_queued);
+            self.learned_utilisation = Some(adaptive.target().utilisation);
+            self.set_delay(self.wanted_delay());
+        }
         let views = self.evaluate(now, metrics, ready_pods);
         let mut decision = if views.is_empty() {
             let keep = self.last_desired.unwrap_or(ready_pods);
@@ -100,6 +139,7 @@ impl Decider {
                 excess_burst_capacity: 0,
                 metrics: Vec::new(),
                 reason: format!("no metrics yet: keeping {keep}"),
+                prediction: None,
             }
         } else {
             self.scale_on(now, views)
@@ -112,6 +152,9 @@ impl Decider {
             current,
         };
         self.rules.apply(now, &self.spec, &mut decision, pods);
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.shape(now, &self.spec, &mut decision, ready_pods, activator_queued);
+        }
         self.last_desired = Some(decision.desired);
         decision
     }
@@ -147,8 +190,9 @@ impl Decider {
         ready: f64,
         limits: &StepLimits,
     ) -> (MetricDecision, bool) {
-        let stable_wanted = (averages.stable / target.target).ceil();
-        let panic_wanted = (averages.panic / target.target).ceil();
+        let per_pod = Self::target_of(target, self.learned_utilisation);
+        let stable_wanted = (averages.stable / per_pod).ceil();
+        let panic_wanted = (averages.panic / per_pod).ceil();
         let limit = |wanted: f64| wanted.max(limits.down).min(limits.up) as u32;
         let mut stable_desired = limit(stable_wanted);
         let mut panic_desired = limit(panic_wanted);
@@ -163,13 +207,25 @@ impl Decider {
         let over_threshold = panic_wanted / ready >= self.spec.panic_threshold;
         let view = MetricDecision {
             metric: target.metric,
-            target: target.target,
+            target: per_pod,
             observed_stable: averages.stable,
             observed_panic: averages.panic,
             stable_desired,
             panic_desired,
         };
         (view, over_threshold)
+    }
+
+    /// The value per pod to divide by: Serval's class learns the utilisation of request
+    /// and throughput metrics; the rest are as configured.
+    fn target_of(target: &MetricTarget, learned_utilisation: Option<f64>) -> f64 {
+        match (learned_utilisation, target.metric) {
+            (
+                Some(utilisation),
+                ScaleMetric::Concurrency | ScaleMetric::Rps | ScaleMetric::Tokens,
+            ) => (target.total * utilisation).max(crate::config::TARGET_MIN),
+            _ => target.target,
+        }
     }
 
     /// Knative's stable/panic state machine and scale-down delay over the largest counts.
@@ -235,6 +291,7 @@ impl Decider {
             excess_burst_capacity: 0,
             metrics,
             reason,
+            prediction: None,
         }
     }
 
@@ -257,8 +314,8 @@ impl Decider {
     }
 }
 
-fn delay_window(spec: &ScalingSpec) -> Option<MaxWindow> {
-    (!spec.scale_down_delay.is_zero()).then(|| MaxWindow::new(spec.scale_down_delay))
+fn delay_window(delay: Duration) -> Option<MaxWindow> {
+    (!delay.is_zero()).then(|| MaxWindow::new(delay))
 }
 
 /// The metric asking for the most pods (the first configured on a tie).

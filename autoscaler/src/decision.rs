@@ -40,6 +40,8 @@ pub struct Decision {
     pub metrics: Vec<MetricDecision>,
     /// A short explanation for logs.
     pub reason: String,
+    /// What Serval's class learned and predicted; `None` for the KPA class.
+    pub prediction: Option<crate::Prediction>,
 }
 
 impl Decision {

@@ -6,6 +6,7 @@
 //! ([`ScalingSpec`], [`AutoscalerConfig`]). Everything here is pure: time is passed in as
 //! `now`, so the live loop and the simulator run the same code.
 
+mod adaptive;
 mod buckets;
 mod collect;
 mod config;
@@ -20,10 +21,14 @@ mod rules;
 mod spec;
 mod zero;
 
+pub use adaptive::{Prediction, TargetChoice, ZeroPlan};
 pub use collect::{activator_sample, pod_sample, sample_size};
 pub use config::{AutoscalerConfig, ConfigError};
 pub use decider::Decider;
 pub use decision::{Decision, MetricDecision};
 pub use metrics::{Aggregation, MetricSample, MetricWindows, WindowAverages};
 pub use serval_api::component::ScaleMetric;
-pub use spec::{MetricTarget, ScalingSpec, METRIC_AGGREGATION_ALGORITHM};
+pub use spec::{
+    AdaptiveSettings, MetricTarget, ScalingSpec, DEFAULT_COLD_START_BUDGET,
+    METRIC_AGGREGATION_ALGORITHM,
+};

@@ -36,6 +36,9 @@ impl Aggregation {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricSample {
     values: HashMap<ScaleMetric, f64>,
+    /// Requests that found no free replica and waited (activator reports); not a metric
+    /// to scale on, but what Serval's class measures its budget against.
+    held_requests: Option<f64>,
 }
 
 impl MetricSample {
@@ -55,7 +58,13 @@ impl MetricSample {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values.is_empty() && self.held_requests.is_none()
+    }
+
+    pub fn set_held_requests(&mut self, count: f64) {
+        if count.is_finite() {
+            self.held_requests = Some(count.max(0.0));
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ScaleMetric, f64)> + '_ {
@@ -87,6 +96,8 @@ pub struct MetricWindows {
     panic_window: Duration,
     aggregation: Aggregation,
     series: HashMap<ScaleMetric, MetricSeries>,
+    /// Held requests recorded in the latest second that had any: (second, count).
+    held: Option<(u64, f64)>,
 }
 
 impl MetricWindows {
@@ -98,6 +109,7 @@ impl MetricWindows {
             panic_window: spec.panic_window,
             aggregation: spec.aggregation,
             series: HashMap::new(),
+            held: None,
         }
     }
 
@@ -121,6 +133,21 @@ impl MetricWindows {
     pub fn record(&mut self, at: Instant, sample: &MetricSample) {
         for (metric, value) in sample.iter() {
             self.record_value(at, metric, value);
+        }
+        if let (Some(count), Some(second)) = (sample.held_requests, self.second(at)) {
+            self.held = match self.held {
+                Some((s, total)) if s == second => Some((s, total + count)),
+                Some((s, total)) if s > second => Some((s, total)),
+                _ => Some((second, count)),
+            };
+        }
+    }
+
+    /// Requests reported held in the second of `now`.
+    pub fn held_this_second(&self, now: Instant) -> f64 {
+        match (self.held, self.second(now)) {
+            (Some((s, count)), Some(second)) if s == second => count,
+            _ => 0.0,
         }
     }
 
@@ -163,6 +190,13 @@ impl MetricWindows {
                     .weighted_average(now, smoothing_coefficient(series.panic.len())),
             },
         })
+    }
+
+    /// The total recorded for `metric` in the second of `now` (the sources reported at this
+    /// tick), or `None` when nothing was ever recorded for it.
+    pub fn this_second(&self, now: Instant, metric: ScaleMetric) -> Option<f64> {
+        let second = self.second(now)?;
+        Some(self.series.get(&metric)?.panic.value_at(second))
     }
 
     /// Buckets in the stable window.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serval_api::annotations::AutoscalingAnnotations;
+use serval_api::annotations::{knative, AutoscalingAnnotations};
 use serval_api::component::{ComponentExtensionSpec, ScaleMetric, DEFAULT_MIN_REPLICAS};
 use serval_api::FieldError;
 
@@ -58,7 +58,20 @@ pub struct ScalingSpec {
     /// whose headroom decides whether the activator stays in the path.
     pub burst_metric: MetricTarget,
     pub aggregation: Aggregation,
+    /// Present for revisions of Serval's autoscaler class
+    /// (`autoscaling.knative.dev/class: serval.autoscaling.serval.dev`).
+    pub adaptive: Option<AdaptiveSettings>,
 }
+
+/// What a user of Serval's class states; the rest is learned from the traffic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdaptiveSettings {
+    /// Share of requests allowed to wait for a replica (cold starts and scale-ups).
+    pub cold_start_budget: f64,
+}
+
+/// The budget when `serving.serval.dev/cold-start-budget` is not set.
+pub const DEFAULT_COLD_START_BUDGET: f64 = 0.02;
 
 impl ScalingSpec {
     /// Resolves a revision's settings. Precedence, as in KServe on Knative: the component's
@@ -164,6 +177,13 @@ impl ScalingSpec {
                 .unwrap_or(config.target_burst_capacity),
             burst_metric,
             aggregation: Aggregation::Linear,
+            adaptive: (annotations.class.as_deref() == Some(knative::CLASS_SERVAL)).then(|| {
+                AdaptiveSettings {
+                    cold_start_budget: annotations
+                        .cold_start_budget
+                        .unwrap_or(DEFAULT_COLD_START_BUDGET),
+                }
+            }),
         }
     }
 

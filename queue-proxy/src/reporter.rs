@@ -59,6 +59,7 @@ pub(crate) async fn report(
                 .unwrap_or_else(|e| e.into_inner()),
             gpu: gpu_stat,
             process_uptime_ms: now.duration_since(started).as_millis() as u64,
+            held_request_count: 0,
         };
         opened = now;
         shared.publish(stat);

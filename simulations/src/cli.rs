@@ -2,23 +2,29 @@
 //! the JSON and the plots.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serval_api::duration::parse_go_duration;
 
 use crate::engine::SimConfig;
 use crate::error::SimError;
+use crate::evaluate::{evaluate, fold_table, halves, Dataset};
 use crate::policy::PolicyKind;
 use crate::report::table;
 use crate::run::{compare, RunOptions};
-use crate::trace::{load, Format, FunctionsSelection, LoadOptions, ServiceModel};
+use crate::trace::{load, Format, FunctionsSelection, LoadOptions, ServiceModel, Trace};
 
 /// Replay a request trace through the autoscaler and compare scaling policies.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
-    /// The trace file.
+    /// The trace file; with --evaluate, give it once per trace.
+    #[arg(long, required = true)]
+    pub trace: Vec<PathBuf>,
+    /// Choose each policy's settings on part of the data and report on the rest: each LLM
+    /// trace held out while tuning on the other LLM traces, and the functions of an Azure
+    /// Functions trace split in two halves by --seed, each held out in turn.
     #[arg(long)]
-    pub trace: PathBuf,
+    pub evaluate: bool,
     /// The trace format; guessed from the file name when left out.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -85,20 +91,25 @@ fn policies(names: &[String]) -> Result<Vec<PolicyKind>, SimError> {
     Ok(out)
 }
 
-/// Runs `serval simulate` and prints the results on stdout.
-pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
-    let format = args.format.unwrap_or_else(|| Format::detect(&args.trace));
-    let model = ServiceModel {
+fn model(args: &SimulateArgs) -> Result<ServiceModel, SimError> {
+    Ok(ServiceModel {
         prefill_tps: positive("prefill-tps", args.prefill_tps)?,
         decode_tps: positive("decode-tps", args.decode_tps)?,
         fixed_s: seconds("service-time", &args.service_time)?,
-    };
+    })
+}
+
+/// Reads one trace as the flags say, with its platform settings.
+fn load_trace(
+    args: &SimulateArgs,
+    path: &Path,
+    format: Format,
+) -> Result<(Trace, SimConfig), SimError> {
     let duration_s = args
         .duration
         .as_deref()
         .map(|d| seconds("duration", d))
         .transpose()?;
-    let policies = policies(&args.policy)?;
     let concurrency = args
         .concurrency
         .unwrap_or(if format.is_llm() { 8 } else { 1 });
@@ -106,10 +117,10 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
         return Err(SimError::Usage("--concurrency must be at least 1".into()));
     }
     let trace = load(
-        &args.trace,
+        path,
         &LoadOptions {
             format,
-            model,
+            model: model(args)?,
             seed: args.seed,
             duration_s,
             functions: FunctionsSelection {
@@ -118,12 +129,31 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
             },
         },
     )?;
+    let config = SimConfig {
+        cold_start_s: seconds("cold-start", &args.cold_start)?,
+        concurrency,
+        queue_limit: args.queue_limit,
+    };
+    Ok((trace, config))
+}
+
+/// Runs `serval simulate` and prints the results on stdout.
+pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
+    if args.evaluate {
+        return run_evaluation(args);
+    }
+    let [path] = args.trace.as_slice() else {
+        return Err(SimError::Usage(
+            "give one --trace, or several with --evaluate".into(),
+        ));
+    };
+    let format = args.format.unwrap_or_else(|| Format::detect(path));
+    let model = model(args)?;
+    let policies = policies(&args.policy)?;
+    let (trace, config) = load_trace(args, path, format)?;
+    let concurrency = config.concurrency;
     let options = RunOptions {
-        config: SimConfig {
-            cold_start_s: seconds("cold-start", &args.cold_start)?,
-            concurrency,
-            queue_limit: args.queue_limit,
-        },
+        config,
         policies,
         llm: format.is_llm(),
         decode_tps: model.decode_tps,
@@ -163,6 +193,83 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
             concurrency
         );
         print!("{}", table(&summaries));
+    }
+    Ok(())
+}
+
+/// `--evaluate`: loads the traces into datasets, runs the protocol, prints each fold.
+fn run_evaluation(args: &SimulateArgs) -> Result<(), SimError> {
+    let mut datasets = Vec::new();
+    for path in &args.trace {
+        let format = args.format.unwrap_or_else(|| Format::detect(path));
+        let (trace, config) = load_trace(args, path, format)?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let dataset = |name: String, kind: String, trace: Trace| Dataset {
+            name,
+            kind,
+            trace,
+            config,
+            llm: format.is_llm(),
+            decode_tps: args.decode_tps,
+        };
+        if format.is_llm() {
+            datasets.push(dataset(name, "llm".into(), trace));
+        } else {
+            if trace.services.len() < 2 {
+                return Err(SimError::Usage(format!(
+                    "--evaluate: {name} has one service; it cannot be split in two halves"
+                )));
+            }
+            let (first, second) = halves(&trace, args.seed);
+            datasets.push(dataset(format!("{name} (half A)"), name.clone(), first));
+            datasets.push(dataset(format!("{name} (half B)"), name.clone(), second));
+        }
+    }
+    let llm_traces = datasets.iter().filter(|d| d.kind == "llm").count();
+    if llm_traces == 1 {
+        return Err(SimError::Usage(
+            "--evaluate: an LLM trace is held out while tuning on the others: give at least two"
+                .into(),
+        ));
+    }
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let folds = evaluate(&datasets, &|done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(dir) = &args.plots {
+        for (i, fold) in folds.iter().enumerate() {
+            crate::plot::write_frontier(&dir.join(format!("frontier-{}.png", i + 1)), fold)?;
+        }
+    }
+    if args.json {
+        let json = serde_json::to_string_pretty(&folds)
+            .map_err(|e| SimError::Usage(format!("cannot encode JSON: {e}")))?;
+        println!("{json}");
+    } else {
+        println!(
+            "cold start {}; settings chosen on the tuning data, results on held-out data only",
+            args.cold_start
+        );
+        for fold in &folds {
+            println!();
+            print!("{}", fold_table(fold));
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 mod cli;
 pub mod engine;
 mod error;
+pub mod evaluate;
 mod plot;
 pub mod policy;
 pub mod report;

@@ -9,6 +9,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::SimError;
+use crate::evaluate::{Compared, FoldResult};
 use crate::run::PolicyRun;
 
 const FONT_PATHS: [&str; 5] = [
@@ -57,6 +58,129 @@ pub(crate) fn write_all(dir: &Path, runs: &[PolicyRun]) -> Result<(), SimError> 
     draw_replicas(&replicas, runs).map_err(fail(replicas.clone()))?;
     let tradeoff = dir.join("tradeoff.png");
     draw_tradeoff(&tradeoff, runs).map_err(fail(tradeoff.clone()))
+}
+
+/// Writes one fold's cost/cold-start frontier to `path`: every KPA setting of the grid
+/// (its frontier joined), the KPA's defaults, and `serval`'s budgets joined in order.
+pub(crate) fn write_frontier(path: &Path, fold: &FoldResult) -> Result<(), SimError> {
+    let fail = |message: String| SimError::Plot {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    }
+    register_font().map_err(fail)?;
+    draw_frontier(path, fold).map_err(fail)
+}
+
+fn draw_frontier(path: &Path, fold: &FoldResult) -> Result<(), String> {
+    let point = |c: &Compared| {
+        (
+            c.summary.cold_start_share * 100.0,
+            c.summary.replica_seconds / 3600.0,
+        )
+    };
+    let all: Vec<(f64, f64)> = fold
+        .kpa_grid
+        .iter()
+        .chain(&fold.serval_sweep)
+        .map(point)
+        .collect();
+    let max_x = all.iter().map(|p| p.0).fold(0.0, f64::max).max(0.1) * 1.1;
+    let min_y = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) * 0.95;
+    let max_y = all.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.05;
+    let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("held out: {}", fold.held_out), ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_x, min_y..max_y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_desc("requests that met a cold start (%)")
+        .y_desc("replica-hours")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let grey = RGBColor(150, 150, 150);
+    let kpa: Vec<(f64, f64)> = fold.kpa_grid.iter().map(point).collect();
+    chart
+        .draw_series(kpa.iter().map(|p| Circle::new(*p, 3, grey.filled())))
+        .map_err(|e| e.to_string())?
+        .label("KPA grid (window, grace, target)")
+        .legend(move |(x, y)| Circle::new((x + 10, y), 3, grey.filled()));
+    chart
+        .draw_series(LineSeries::new(pareto(&kpa), grey.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label("KPA frontier")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
+    let default = point(&fold.kpa_defaults);
+    let black = RGBColor(0, 0, 0);
+    chart
+        .draw_series(std::iter::once(Cross::new(
+            default,
+            7,
+            black.stroke_width(2),
+        )))
+        .map_err(|e| e.to_string())?
+        .label("KPA defaults")
+        .legend(move |(x, y)| Cross::new((x + 10, y), 5, black.stroke_width(2)));
+    let colour = COLOURS[1];
+    let mut serval: Vec<(f64, f64, String)> = fold
+        .serval_sweep
+        .iter()
+        .map(|c| {
+            let (x, y) = point(c);
+            (x, y, c.candidate.label().replace("budget ", ""))
+        })
+        .collect();
+    serval.sort_by(|a, b| a.0.total_cmp(&b.0));
+    chart
+        .draw_series(LineSeries::new(
+            serval.iter().map(|(x, y, _)| (*x, *y)),
+            colour.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?
+        .label("serval, by cold-start budget")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    for (x, y, label) in &serval {
+        let element = EmptyElement::at((*x, *y))
+            + Circle::new((0, 0), 4, colour.filled())
+            + Text::new(
+                label.clone(),
+                (6, -14),
+                ("sans-serif", 13).into_font().color(&colour),
+            );
+        chart
+            .draw_series(std::iter::once(element))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(grey)
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The points no other point beats on both coordinates (lower is better), by x.
+fn pareto(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut sorted = points.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let mut frontier: Vec<(f64, f64)> = Vec::new();
+    for p in sorted {
+        if frontier.last().is_none_or(|last| p.1 < last.1) {
+            frontier.push(p);
+        }
+    }
+    frontier
 }
 
 /// Each bucket's maximum, at most `MAX_POINTS` of them: (second, value).

@@ -73,17 +73,18 @@ fn kpa_scales_to_zero_between_sparse_arrivals_and_each_one_is_cold() {
 }
 
 #[test]
-fn predictive_learns_the_period_and_beats_kpa_on_both_counts() {
+fn serval_learns_the_period_and_beats_kpa_on_both_counts() {
     let reqs = every(600.0, 20);
     let kpa = run(PolicyKind::Kpa, &reqs, 12_000.0);
-    let predictive = run(PolicyKind::Predictive, &reqs, 12_000.0);
-    // Four gaps must agree first: arrivals 1-5 are cold, the rest find a warm replica.
-    assert_eq!(predictive.cold, 5);
+    let serval = run(PolicyKind::Serval, &reqs, 12_000.0);
+    // Three idle gaps must be seen first: arrivals 1-4 are cold, then each is pre-warmed.
+    assert_eq!(serval.cold, 4, "{:?}", serval.waits);
     assert_eq!(kpa.cold, 20);
+    // A pre-warm costs a cold start and a lead per call, not the whole gap.
     assert!(
-        predictive.replica_seconds < kpa.replica_seconds,
+        serval.replica_seconds < kpa.replica_seconds,
         "{} vs {}",
-        predictive.replica_seconds,
+        serval.replica_seconds,
         kpa.replica_seconds
     );
 }
@@ -188,37 +189,37 @@ fn the_simulator_runs_the_live_autoscalers_decider() {
 }
 
 #[test]
-fn serval_settings_resolve_to_what_the_policy_says() {
-    // A typo in a key would silently fall back to the defaults, so check what was resolved.
+fn serval_is_the_live_class_with_its_budget() {
+    // A typo in a key would silently fall back to the KPA, so check what was resolved.
     let context = |llm| PolicyContext {
         base: Instant::now(),
         config: config(8),
         llm,
         decode_tps: 40.0,
     };
-    let serval = DeciderPolicy::serval(&context(true));
+    let serval = DeciderPolicy::serval(&context(true), 0.01);
     let spec = serval.decider.spec();
-    assert_eq!(spec.stable_window.as_secs(), 90);
-    assert_eq!(spec.panic_window.as_millis(), 4500);
-    assert_eq!(spec.scale_down_delay.as_secs(), 30);
-    assert_eq!(spec.scale_to_zero_grace_period.as_secs(), 10);
-    assert!((spec.panic_threshold - 2.5).abs() < 1e-9);
-    assert!((spec.max_scale_down_rate - 1.5).abs() < 1e-9);
-    // Concurrency 8 at 73%, and tokens at a full replica's decode rate (8 x 40/s) at 73%.
-    let targets: Vec<f64> = spec.metrics.iter().map(|m| m.target).collect();
-    assert_eq!(targets.len(), 2);
-    assert!((targets[0] - 8.0 * 0.73).abs() < 1e-9, "{targets:?}");
-    assert!((targets[1] - 320.0 * 0.73).abs() < 1e-9, "{targets:?}");
-    // Without output tokens, concurrency alone.
-    let serval = DeciderPolicy::serval(&context(false));
+    let adaptive = spec.adaptive.expect("Serval's class");
+    assert!((adaptive.cold_start_budget - 0.01).abs() < 1e-12);
+    // Concurrency 8, and tokens at a full replica's decode rate (8 x 40/s).
+    let totals: Vec<f64> = spec.metrics.iter().map(|m| m.total).collect();
+    assert_eq!(totals, vec![8.0, 320.0]);
+    let serval = DeciderPolicy::serval(&context(false), 0.01);
     assert_eq!(serval.decider.spec().metrics.len(), 1);
+    assert!(DeciderPolicy::kpa(&context(false))
+        .decider
+        .spec()
+        .adaptive
+        .is_none());
 }
 
 #[test]
-fn serval_on_steady_load_settles_at_load_over_its_target() {
-    // 10 requests/s of 1 s each: concurrency 10, target 0.73 per replica -> ceil(13.7) = 14
-    // replicas, one fewer than the KPA's 15.
+fn serval_on_steady_load_needs_little_headroom() {
+    // 10 requests/s of 1 s each: concurrency 10 that never rises, so the learned target is
+    // the 90% cap: ceil(10 / 0.9) = 12 replicas, against the KPA's 15 at 70%.
     let steady = requests((0..12_000).map(|i| f64::from(i) / 10.0), 1.0);
     let serval = run(PolicyKind::Serval, &steady, 1200.0);
-    assert_eq!(serval.timeline[1190].0, 14);
+    let kpa = run(PolicyKind::Kpa, &steady, 1200.0);
+    assert_eq!(serval.timeline[1190].0, 12);
+    assert_eq!(kpa.timeline[1190].0, 15);
 }

@@ -56,3 +56,108 @@ fn simulate_prints_one_json_object_per_policy() {
     assert!(stderr.contains("arrivals.csv:2:"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Mooncake-format trace: `minutes` of bursts every `period` seconds over a base rate.
+fn llm_trace(path: &std::path::Path, minutes: u32, period: u32, seed: u64) {
+    let mut state = seed;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut text = String::new();
+    let mut t = 0.0;
+    while t < f64::from(minutes * 60) {
+        let bursting = (t as u32 / period) % 2 == 1;
+        let rate = if bursting { 3.0 } else { 0.5 };
+        t += -(1.0 - next()).ln() / rate;
+        let output = 20 + (next() * 200.0) as u32;
+        text.push_str(&format!(
+            "{{\"timestamp\": {}, \"input_length\": 500, \"output_length\": {output}}}\n",
+            (t * 1000.0) as u64
+        ));
+    }
+    std::fs::write(path, text).expect("write trace");
+}
+
+#[test]
+fn evaluate_holds_each_trace_out_and_reports_it_beside_the_kpa() {
+    let dir = std::env::temp_dir().join(format!("serval-evaluate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let first = dir.join("first.jsonl");
+    let second = dir.join("second.jsonl");
+    llm_trace(&first, 10, 120, 1);
+    llm_trace(&second, 10, 300, 2);
+    let (first, second) = (
+        first.to_string_lossy().to_string(),
+        second.to_string_lossy().to_string(),
+    );
+    let plots = dir.join("plots");
+    let plots_arg = plots.to_string_lossy().to_string();
+    let (code, stdout, stderr) = run_serval([
+        "simulate",
+        "--evaluate",
+        "--trace",
+        &first,
+        "--trace",
+        &second,
+        "--json",
+        "--plots",
+        &plots_arg,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let folds: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON array");
+    assert_eq!(folds.len(), 2);
+    let held_out: Vec<&str> = folds
+        .iter()
+        .filter_map(|f| f["held_out"].as_str())
+        .collect();
+    assert_eq!(held_out, ["first.jsonl", "second.jsonl"]);
+    assert_eq!(folds[0]["tuned_on"], serde_json::json!(["second.jsonl"]));
+    assert_eq!(folds[1]["tuned_on"], serde_json::json!(["first.jsonl"]));
+    for fold in &folds {
+        assert_eq!(fold["kpa_defaults"]["candidate"]["window_s"], 60);
+        assert_eq!(
+            fold["serval_default"]["candidate"]["cold_start_budget"],
+            0.02
+        );
+        assert_eq!(fold["kpa_grid"].as_array().map(Vec::len), Some(36));
+        assert_eq!(fold["serval_sweep"].as_array().map(Vec::len), Some(18));
+        // The tuned rows are members of their sweeps, reported on the held-out trace.
+        for (row, sweep) in [("kpa_tuned", "kpa_grid"), ("serval_tuned", "serval_sweep")] {
+            let tuned = &fold[row]["summary"];
+            assert!(
+                fold[sweep]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| &c["summary"] == tuned),
+                "{row} is not one of {sweep}"
+            );
+        }
+    }
+    // What a fold reports for the KPA is the held-out trace's own run, as a plain
+    // `serval simulate` of that trace alone gives it.
+    let (code, alone, stderr) =
+        run_serval(["simulate", "--trace", &second, "--policy", "kpa", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let alone: Vec<serde_json::Value> = serde_json::from_str(&alone).expect("JSON array");
+    for key in ["replica_seconds", "cold_starts", "p99_wait_ms", "requests"] {
+        assert_eq!(
+            folds[1]["kpa_defaults"]["summary"][key], alone[0][key],
+            "{key}"
+        );
+    }
+    for fold in 1..=2 {
+        let png = plots.join(format!("frontier-{fold}.png"));
+        let bytes = std::fs::read(&png).expect("frontier plot written");
+        assert!(bytes.starts_with(b"\x89PNG"), "{}", png.display());
+    }
+
+    // One LLM trace cannot be held out against anything.
+    let (code, _, stderr) = run_serval(["simulate", "--evaluate", "--trace", &first]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("at least two"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

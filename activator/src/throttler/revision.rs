@@ -3,7 +3,7 @@
 //! leases are handed to waiters after it is released.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::uri::Authority;
@@ -60,6 +60,8 @@ pub(crate) struct RevisionThrottle {
     state: Mutex<State>,
     /// The revision's concurrency for the autoscaler, queueing included.
     pub(crate) stats: ConcurrencyWindow,
+    /// Requests that had to wait for a slot since the last report.
+    held: AtomicU64,
 }
 
 /// A slot on one pod, held until the response has been sent.
@@ -115,6 +117,7 @@ impl RevisionThrottle {
             shared,
             state: Mutex::new(state),
             stats: ConcurrencyWindow::new(Instant::now()),
+            held: AtomicU64::new(0),
         }
     }
 
@@ -156,6 +159,7 @@ impl RevisionThrottle {
             st.waiters.push_back(tx);
             st.queued += 1;
             self.shared.total_queued.fetch_add(1, Ordering::AcqRel);
+            self.held.fetch_add(1, Ordering::Relaxed);
             let now = Instant::now();
             let at_zero = !st.pods.iter().any(|p| p.healthy);
             let poke = at_zero
@@ -292,6 +296,11 @@ impl RevisionThrottle {
             self.dispatch(&mut st)
         };
         hand_off(handoff);
+    }
+
+    /// Requests that had to wait for a slot since this was last called.
+    pub(crate) fn take_held(&self) -> u64 {
+        self.held.swap(0, Ordering::Relaxed)
     }
 
     /// Requests waiting for a slot now.

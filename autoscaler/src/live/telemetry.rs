@@ -30,6 +30,75 @@ pub(crate) struct Telemetry {
     stable_desired: Family<RevisionLabel, Gauge>,
     panic_desired: Family<RevisionLabel, Gauge>,
     winner: Family<WinnerLabel, Gauge<f64, AtomicU64>>,
+    /// Serval's class: what it learned and predicted.
+    class: ClassGauges,
+}
+
+type FloatFamily = Family<RevisionLabel, Gauge<f64, AtomicU64>>;
+
+#[derive(Debug, Default)]
+struct ClassGauges {
+    target_utilisation: FloatFamily,
+    keep_alive: FloatFamily,
+    prewarm: FloatFamily,
+    predicted_cold_share: FloatFamily,
+    held_share: FloatFamily,
+    cold_start: FloatFamily,
+}
+
+impl ClassGauges {
+    fn register(&self, registry: &mut Registry) {
+        let gauges: [(&str, &str, &FloatFamily); 6] = [
+            ("class_target_utilization", "Serval's class: the target utilisation it learned", &self.target_utilisation),
+            ("class_keep_alive_seconds", "Serval's class: seconds an idle revision keeps its last replica", &self.keep_alive),
+            ("class_prewarm_seconds", "Serval's class: seconds into an idle period a replica is started again; absent without a pre-warm", &self.prewarm),
+            ("class_predicted_cold_share", "Serval's class: share of requests the zero plan predicts cold, over the idle gaps seen", &self.predicted_cold_share),
+            ("class_held_share", "Serval's class: share of requests the activators reported waiting for a replica (decaying)", &self.held_share),
+            ("class_cold_start_seconds", "Serval's class: measured seconds from asking for a replica at zero to one being ready", &self.cold_start),
+        ];
+        for (name, help, family) in gauges {
+            registry.register(name, help, family.clone());
+        }
+    }
+
+    fn record(&self, label: &RevisionLabel, prediction: &crate::Prediction) {
+        self.target_utilisation
+            .get_or_create(label)
+            .set(prediction.target.utilisation);
+        self.keep_alive
+            .get_or_create(label)
+            .set(prediction.plan.keep_alive_s);
+        match prediction.plan.prewarm_at_s {
+            Some(at) => {
+                self.prewarm.get_or_create(label).set(at);
+            }
+            None => {
+                self.prewarm.remove(label);
+            }
+        }
+        if let Some(share) = prediction.plan.predicted_cold_share {
+            self.predicted_cold_share.get_or_create(label).set(share);
+        }
+        if let Some(share) = prediction.target.held_share {
+            self.held_share.get_or_create(label).set(share);
+        }
+        self.cold_start
+            .get_or_create(label)
+            .set(prediction.cold_start_s);
+    }
+
+    fn forget(&self, label: &RevisionLabel) {
+        for family in [
+            &self.target_utilisation,
+            &self.keep_alive,
+            &self.prewarm,
+            &self.predicted_cold_share,
+            &self.held_share,
+            &self.cold_start,
+        ] {
+            family.remove(label);
+        }
+    }
 }
 
 impl Telemetry {
@@ -44,6 +113,7 @@ impl Telemetry {
             stable_desired: Family::default(),
             panic_desired: Family::default(),
             winner: Family::default(),
+            class: ClassGauges::default(),
         };
         registry.register(
             "desired_pods",
@@ -68,6 +138,7 @@ impl Telemetry {
             "Stable-window value of the metric that decided",
             t.winner.clone(),
         );
+        t.class.register(&mut registry);
         Self { registry, ..t }
     }
 
@@ -100,6 +171,9 @@ impl Telemetry {
                 .get_or_create(&label)
                 .set(winner.observed_stable);
         }
+        if let Some(prediction) = &decision.prediction {
+            self.class.record(&label, prediction);
+        }
     }
 
     pub(crate) fn forget(&self, revision: &str) {
@@ -116,6 +190,7 @@ impl Telemetry {
         ] {
             family.remove(&label);
         }
+        self.class.forget(&label);
     }
 
     pub(crate) fn encode(&self) -> String {

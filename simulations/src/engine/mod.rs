@@ -326,6 +326,7 @@ impl Engine<'_> {
             window_ms: 1000,
             average_concurrency: self.held_area,
             request_count: self.held_arrivals,
+            held_request_count: self.held_arrivals,
             ..Stat::default()
         });
         self.held_area = 0.0;

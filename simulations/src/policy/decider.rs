@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use serval_api::annotations;
 use serval_api::component::ComponentExtensionSpec;
 use serval_autoscaler::{
     activator_sample, pod_sample, AutoscalerConfig, Decider, MetricWindows, ScalingSpec,
@@ -65,41 +66,37 @@ impl DeciderPolicy {
         Self::with_settings(context, &[], &[])
     }
 
-    /// Serval's settings, the same for every service (only the tokens metric depends on
-    /// the trace: it needs output tokens). Against Knative's defaults they hold capacity
-    /// after a rise instead of paying for it up front: a 30 s scale-down delay (load that
-    /// dips for a moment does not cost a cold start) and a 90 s stable window, paid for by a
-    /// 73% target instead of 70% and by scaling to zero 10 s after the stable window instead
-    /// of Knative's 30 s grace period; a 4.5 s panic window (5%) at a 250% threshold, and
-    /// scale-down by at most a third per decision (`max-scale-down-rate` 1.5). For LLM
-    /// traces the `tokens` metric goes beside concurrency (target: a full replica's decode
-    /// rate at the same utilisation). These values were chosen by measuring on the shared
-    /// traces; see docs/simulations.md for how narrow the margin is.
-    pub fn serval(context: &PolicyContext) -> Self {
-        let knative = |key: &str| format!("autoscaling.knative.dev/{key}");
+    /// Serval's autoscaler class with `cold_start_budget` (a share of requests), as a
+    /// revision annotated with it gets it. Nothing else is set: the class learns keep-alive,
+    /// pre-warm, target and scale-down delay from the traffic. For LLM traces the `tokens`
+    /// metric goes beside concurrency, its total a full replica's decode rate.
+    pub fn serval(context: &PolicyContext, cold_start_budget: f64) -> Self {
+        Self::serval_with(context, cold_start_budget, &[])
+    }
+
+    /// [`DeciderPolicy::serval`] with extra annotations.
+    pub fn serval_with(
+        context: &PolicyContext,
+        cold_start_budget: f64,
+        extra: &[(&str, String)],
+    ) -> Self {
         let mut annotations = vec![
-            (knative("window"), "90s".to_string()),
-            (knative("scale-down-delay"), "30s".into()),
-            (knative("target-utilization-percentage"), "73".into()),
-            (knative("panic-window-percentage"), "5".into()),
-            (knative("panic-threshold-percentage"), "250".into()),
+            (
+                annotations::knative::CLASS,
+                annotations::knative::CLASS_SERVAL.to_string(),
+            ),
+            (
+                annotations::serval::COLD_START_BUDGET,
+                format!("{cold_start_budget}"),
+            ),
         ];
-        let mut config = vec![
-            ("scale-to-zero-grace-period", "10s".to_string()),
-            ("max-scale-down-rate", "1.5".into()),
-        ];
+        annotations.extend(extra.iter().cloned());
+        let mut config = Vec::new();
         if context.llm {
-            annotations.push((
-                "serving.serval.dev/metrics".into(),
-                "concurrency,tokens".into(),
-            ));
+            annotations.push((annotations::serval::METRICS, "concurrency,tokens".into()));
             let full = f64::from(context.config.concurrency) * context.decode_tps;
             config.push(("tokens-target-default", format!("{full}")));
         }
-        let annotations: Vec<(&str, String)> = annotations
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
         Self::with_settings(context, &annotations, &config)
     }
 
@@ -149,6 +146,16 @@ impl Policy for DeciderPolicy {
         let aged = self
             .last_data
             .is_none_or(|t| now - t > self.stable_s() + 2.0);
-        (self.last_desired == 0 && aged).then_some(f64::INFINITY)
+        if self.last_desired != 0 || !aged {
+            return None;
+        }
+        // Serval's class may have planned a pre-warm: the quiet ends there.
+        Some(
+            self.decider
+                .planned_start(self.at(now))
+                .map_or(f64::INFINITY, |at| {
+                    at.saturating_duration_since(self.base).as_secs_f64()
+                }),
+        )
     }
 }

@@ -1,13 +1,12 @@
 //! Scaling policies. Each sees what the live autoscaler would see at every 1 s tick (the
 //! replicas' and the activator's reports) and answers with a replica count; a poke (a
-//! request held with no free replica) lets it answer at once. `kpa`, `serval` and
-//! `predictive` run the real [`serval_autoscaler::Decider`]; the others are the baselines
-//! of the serverless literature.
+//! request held with no free replica) lets it answer at once. `kpa` and `serval` run the
+//! real [`serval_autoscaler::Decider`] (Knative's class and Serval's); the others are the
+//! baselines of the serverless literature.
 
 mod decider;
 mod hybrid;
 mod keepalive;
-mod predictive;
 
 use std::str::FromStr;
 use std::time::Instant;
@@ -17,7 +16,6 @@ use serval_api::Stat;
 pub use decider::DeciderPolicy;
 pub use hybrid::Hybrid;
 pub use keepalive::KeepAlive;
-pub use predictive::Predictive;
 
 use crate::engine::SimConfig;
 use crate::trace::Request;
@@ -78,8 +76,9 @@ pub trait Policy {
 pub enum PolicyKind {
     /// Knative's KPA with its defaults (the decider on concurrency).
     Kpa,
-    /// The decider with Serval's settings: tokens as well as concurrency for LLM traces,
-    /// a scale-down delay, scale to zero without the extra grace.
+    /// Serval's autoscaler class at its default cold-start budget: keep-alive, pre-warm,
+    /// target and scale-down delay learned per service; tokens beside concurrency for LLM
+    /// traces.
     Serval,
     /// One replica per concurrency slot, kept 10 minutes after its last use.
     Keepalive,
@@ -87,15 +86,12 @@ pub enum PolicyKind {
     Hybrid,
     /// Always on at the peak replica count.
     Peak,
-    /// Serval's decider plus pre-warming ahead of predicted periodic arrivals.
-    Predictive,
 }
 
 impl PolicyKind {
-    pub const ALL: [PolicyKind; 6] = [
+    pub const ALL: [PolicyKind; 5] = [
         Self::Kpa,
         Self::Serval,
-        Self::Predictive,
         Self::Keepalive,
         Self::Hybrid,
         Self::Peak,
@@ -108,7 +104,6 @@ impl PolicyKind {
             Self::Keepalive => "keepalive",
             Self::Hybrid => "hybrid",
             Self::Peak => "peak",
-            Self::Predictive => "predictive",
         }
     }
 }
@@ -145,8 +140,10 @@ pub struct PolicyContext {
 pub fn build(kind: PolicyKind, requests: &[Request], context: &PolicyContext) -> Box<dyn Policy> {
     match kind {
         PolicyKind::Kpa => Box::new(DeciderPolicy::kpa(context)),
-        PolicyKind::Serval => Box::new(DeciderPolicy::serval(context)),
-        PolicyKind::Predictive => Box::new(Predictive::new(context)),
+        PolicyKind::Serval => Box::new(DeciderPolicy::serval(
+            context,
+            serval_autoscaler::DEFAULT_COLD_START_BUDGET,
+        )),
         PolicyKind::Keepalive => Box::new(KeepAlive::new(KEEP_ALIVE_S)),
         PolicyKind::Hybrid => Box::new(Hybrid::new()),
         PolicyKind::Peak => Box::new(Peak(peak_replicas(requests, context.config.concurrency))),

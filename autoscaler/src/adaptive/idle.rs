@@ -1,0 +1,249 @@
+//! What a revision's idle times say about scaling to zero: the gaps between its busy
+//! periods and the requests each gap was followed by, and from them the cheapest
+//! keep-alive and pre-warm that keep cold starts from zero within a share of requests.
+//! "Serverless in the Wild" (Shahrad et al., ATC '20) picks its windows from percentiles
+//! of the idle-time histogram; here they are picked by cost under the user's budget.
+
+use std::collections::VecDeque;
+
+/// Gaps remembered; older ones are forgotten, so the plan follows a service that changes.
+const GAPS_KEPT: usize = 256;
+/// Fewer gaps than this tell nothing yet.
+pub(crate) const GAPS_NEEDED: usize = 3;
+/// The longest a replica is kept idle, and the longest gap a pre-warm waits for.
+pub(crate) const MAX_KEEP_ALIVE_S: f64 = 3600.0;
+/// The keep-alive while there is too little history: about what the KPA gives by default
+/// (a 60 s stable window, then a 30 s grace period).
+pub(crate) const LEARNING_KEEP_ALIVE_S: f64 = 90.0;
+/// Candidate windows tried per plan (quantiles of the gaps), to bound the work per gap.
+const CANDIDATES: usize = 48;
+
+/// One idle gap and the busy period that followed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Gap {
+    seconds: f64,
+    /// Requests that arrived in the busy period the gap ended.
+    requests: f64,
+}
+
+/// How the revision leaves and comes back to zero, counted from the moment it went idle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ZeroPlan {
+    /// Start one replica this many seconds into an idle period (none is held before that);
+    /// `None` keeps the replica from the start.
+    pub prewarm_at_s: Option<f64>,
+    /// Release the last replica this many seconds into an idle period.
+    pub keep_alive_s: f64,
+    /// Share of requests that would have met a cold start from zero under this plan, over
+    /// the remembered gaps; `None` while learning.
+    pub predicted_cold_share: Option<f64>,
+}
+
+impl ZeroPlan {
+    pub(crate) fn learning() -> Self {
+        Self {
+            prewarm_at_s: None,
+            keep_alive_s: LEARNING_KEEP_ALIVE_S,
+            predicted_cold_share: None,
+        }
+    }
+
+    /// Replicas this plan holds `idle_s` seconds into an idle period: 1 or 0.
+    pub fn replicas_at(&self, idle_s: f64) -> u32 {
+        let started = self.prewarm_at_s.is_none_or(|at| idle_s >= at);
+        u32::from(started && idle_s < self.keep_alive_s)
+    }
+}
+
+/// The remembered idle gaps of one revision.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdleHistory {
+    gaps: VecDeque<Gap>,
+    /// The gap that ended the busy period now in progress, with its requests so far.
+    open: Option<Gap>,
+}
+
+impl IdleHistory {
+    /// A busy period began after `gap_s` seconds idle.
+    pub(crate) fn busy_after(&mut self, gap_s: f64) {
+        self.close();
+        self.open = Some(Gap {
+            seconds: gap_s,
+            requests: 0.0,
+        });
+    }
+
+    /// Requests arrived in the busy period in progress.
+    pub(crate) fn requests(&mut self, count: f64) {
+        if let Some(open) = &mut self.open {
+            open.requests += count.max(0.0);
+        }
+    }
+
+    /// The busy period in progress ended.
+    pub(crate) fn close(&mut self) {
+        if let Some(mut gap) = self.open.take() {
+            // The request that ended the gap counts even if the report missed it.
+            gap.requests = gap.requests.max(1.0);
+            self.gaps.push_back(gap);
+            if self.gaps.len() > GAPS_KEPT {
+                self.gaps.pop_front();
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.gaps.len()
+    }
+
+    /// The plan with the fewest idle replica-seconds whose cold starts from zero stay
+    /// within `budget` (a share of requests), for replicas that take `cold_start_s` to
+    /// serve; when none does, the one with the fewest cold starts.
+    pub(crate) fn plan(&self, budget: f64, cold_start_s: f64) -> ZeroPlan {
+        if self.gaps.len() < GAPS_NEEDED {
+            return ZeroPlan::learning();
+        }
+        let mut gaps: Vec<f64> = self.gaps.iter().map(|g| g.seconds).collect();
+        gaps.sort_by(f64::total_cmp);
+        let requests: f64 = self.gaps.iter().map(|g| g.requests).sum();
+        let costs = GapCosts::new(&gaps, cold_start_s);
+        let allowed = budget * requests;
+
+        // Windows are fitted with slack around the gaps: idle periods measured after a cold
+        // call and after a warm one differ, and a replica's start varies around the
+        // measured cold start.
+        let margin = |gap: f64| 2.0 + 0.02 * gap + 0.5 * cold_start_s;
+        let mut keep_alives: Vec<f64> = quantiles(&gaps).map(|g| g + margin(g)).collect();
+        keep_alives.push(0.0);
+        let keep_alives: Vec<f64> = keep_alives
+            .into_iter()
+            .map(|k| k.min(MAX_KEEP_ALIVE_S))
+            .collect();
+        // Started a cold start before the gap it is for, and a little more for longer gaps.
+        let prewarms: Vec<f64> = quantiles(&gaps)
+            .map(|g| g - cold_start_s - margin(g))
+            .filter(|start| *start > 0.0)
+            .collect();
+
+        let mut best: Option<(Candidate, ZeroPlan)> = None;
+        let mut consider = |prewarm_at_s: Option<f64>, keep_alive_s: f64| {
+            let candidate = costs.evaluate(prewarm_at_s, keep_alive_s);
+            let plan = ZeroPlan {
+                prewarm_at_s,
+                keep_alive_s,
+                predicted_cold_share: Some(candidate.cold / requests),
+            };
+            let better = match &best {
+                None => true,
+                Some((current, _)) => candidate.better_than(current, allowed),
+            };
+            if better {
+                best = Some((candidate, plan));
+            }
+        };
+        for &keep in &keep_alives {
+            consider(None, keep);
+            for &prewarm in prewarms.iter().filter(|p| **p < keep) {
+                consider(Some(prewarm), keep);
+            }
+        }
+        best.map_or_else(ZeroPlan::learning, |(_, plan)| plan)
+    }
+}
+
+/// Up to [`CANDIDATES`] values spread over sorted `gaps`, each once.
+fn quantiles(gaps: &[f64]) -> impl Iterator<Item = f64> + '_ {
+    let n = gaps.len();
+    let picks = n.min(CANDIDATES);
+    let mut last = None;
+    (0..picks).filter_map(move |i| {
+        let index = if picks == n {
+            i
+        } else {
+            i * (n - 1) / (picks - 1).max(1)
+        };
+        let value = gaps[index];
+        (last.replace(value) != Some(value)).then_some(value)
+    })
+}
+
+/// A plan's idle cost and cold starts over the remembered gaps.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    replica_seconds: f64,
+    cold: f64,
+}
+
+impl Candidate {
+    fn better_than(&self, other: &Candidate, allowed: f64) -> bool {
+        let fits = |c: &Candidate| c.cold <= allowed;
+        match (fits(self), fits(other)) {
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => self.replica_seconds < other.replica_seconds,
+            (false, false) => {
+                self.cold < other.cold
+                    || (self.cold == other.cold && self.replica_seconds < other.replica_seconds)
+            }
+        }
+    }
+}
+
+/// Sorted gaps with prefix sums, so a plan is priced in O(log n).
+struct GapCosts<'a> {
+    gaps: &'a [f64],
+    /// `prefix[i]` is the sum of the first `i` gaps.
+    prefix: Vec<f64>,
+    cold_start_s: f64,
+}
+
+impl<'a> GapCosts<'a> {
+    fn new(gaps: &'a [f64], cold_start_s: f64) -> Self {
+        let mut prefix = Vec::with_capacity(gaps.len() + 1);
+        prefix.push(0.0);
+        for g in gaps {
+            prefix.push(prefix.last().copied().unwrap_or(0.0) + g);
+        }
+        Self {
+            gaps,
+            prefix,
+            cold_start_s,
+        }
+    }
+
+    /// Gaps below `value`.
+    fn below(&self, value: f64) -> usize {
+        self.gaps.partition_point(|g| *g < value)
+    }
+
+    /// Sum of `min(g, cap) - from` over the gaps `g >= from`.
+    fn held_between(&self, from: f64, cap: f64) -> f64 {
+        let start = self.below(from);
+        let capped = self.below(cap).max(start);
+        let under_cap = self.prefix[capped] - self.prefix[start];
+        let over_cap = (self.gaps.len() - capped) as f64 * cap;
+        under_cap + over_cap - (self.gaps.len() - start) as f64 * from
+    }
+
+    /// Without a pre-warm the replica is held from the start of each gap until the
+    /// keep-alive; with one it is started at `prewarm_at_s` and held until the keep-alive.
+    /// A request before the pre-warmed replica is ready or after the keep-alive meets a
+    /// cold start, which also costs the cold start's replica-seconds.
+    fn evaluate(&self, prewarm_at_s: Option<f64>, keep_alive_s: f64) -> Candidate {
+        let after_keep = self.gaps.len() - self.gaps.partition_point(|g| *g <= keep_alive_s);
+        let (start, early) = match prewarm_at_s {
+            None => (0.0, 0),
+            Some(start) => (start, self.below(start + self.cold_start_s)),
+        };
+        let cold = (after_keep + early) as f64;
+        let held = if keep_alive_s > start {
+            self.held_between(start, keep_alive_s)
+        } else {
+            0.0
+        };
+        Candidate {
+            replica_seconds: held + cold * self.cold_start_s,
+            cold,
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The class's estimators on traffic whose right answer is known by hand, and the decider
+//! with the class on a clock driven from outside.
+
+use std::time::{Duration, Instant};
+
+use serval_api::component::{ComponentExtensionSpec, ScaleMetric};
+
+use super::idle::{IdleHistory, LEARNING_KEEP_ALIVE_S, MAX_KEEP_ALIVE_S};
+use super::target::{
+    upper_quantile, TargetSteer, MAX_UTILISATION, MIN_UTILISATION, START_UTILISATION,
+};
+use crate::{AutoscalerConfig, Decider, MetricSample, MetricWindows, ScalingSpec};
+
+fn history(gaps: &[f64], requests_each: f64) -> IdleHistory {
+    let mut history = IdleHistory::default();
+    for gap in gaps {
+        history.busy_after(*gap);
+        history.requests(requests_each);
+    }
+    history.close();
+    history
+}
+
+#[test]
+fn idle_plans_for_known_traffic() {
+    struct Case {
+        name: &'static str,
+        gaps: Vec<f64>,
+        requests_each: f64,
+        budget: f64,
+        prewarm: Option<(f64, f64)>,
+        keep_alive: (f64, f64),
+    }
+    let periodic: Vec<f64> = (0..20).map(|i| 300.0 + f64::from(i % 3)).collect();
+    let mut mostly_short: Vec<f64> = vec![5.0; 95];
+    mostly_short.extend([2000.0; 5]);
+    let cases = [
+        Case {
+            // Every 5 minutes: started a cold start and a lead before the next call, held
+            // just past it.
+            name: "periodic",
+            gaps: periodic.clone(),
+            requests_each: 1.0,
+            budget: 0.01,
+            prewarm: Some((270.0, 285.0)),
+            keep_alive: (312.0, 318.0),
+        },
+        Case {
+            // Short gaps inside bursts with a few long ones: with 100 requests per burst
+            // a 1% budget allows every long gap to be cold, so only the short ones are
+            // covered.
+            name: "bursty, busy bursts",
+            gaps: mostly_short.clone(),
+            requests_each: 100.0,
+            budget: 0.01,
+            prewarm: None,
+            keep_alive: (12.0, 12.2),
+        },
+        Case {
+            // The same gaps with one request each: 5 long gaps are 5% of requests, over a
+            // 1% budget, so the long gaps must be covered too. A pre-warm for them would
+            // leave every short gap cold, so the replica is kept through them.
+            name: "bursty, single calls",
+            gaps: mostly_short,
+            requests_each: 1.0,
+            budget: 0.01,
+            prewarm: None,
+            keep_alive: (2046.0, 2048.0),
+        },
+        Case {
+            // Too few gaps to learn from: the learning keep-alive.
+            name: "learning",
+            gaps: vec![40.0, 50.0],
+            requests_each: 1.0,
+            budget: 0.01,
+            prewarm: None,
+            keep_alive: (LEARNING_KEEP_ALIVE_S, LEARNING_KEEP_ALIVE_S),
+        },
+        Case {
+            // Gaps far beyond the longest keep-alive: nothing fits the budget, so the
+            // plan with the fewest cold starts, which pre-warms within the bound.
+            name: "beyond the bound",
+            gaps: vec![20_000.0; 10],
+            requests_each: 1.0,
+            budget: 0.01,
+            prewarm: None,
+            keep_alive: (0.0, 0.0),
+        },
+    ];
+    for case in cases {
+        let plan = history(&case.gaps, case.requests_each).plan(case.budget, 10.0);
+        match (case.prewarm, plan.prewarm_at_s) {
+            (None, None) => {}
+            (Some((lo, hi)), Some(at)) if at >= lo && at <= hi => {}
+            (want, got) => panic!("{}: pre-warm {got:?}, expected {want:?}", case.name),
+        }
+        let (lo, hi) = case.keep_alive;
+        assert!(
+            plan.keep_alive_s >= lo && plan.keep_alive_s <= hi,
+            "{}: keep-alive {}, expected {lo}..={hi} ({plan:?})",
+            case.name,
+            plan.keep_alive_s
+        );
+        assert!(plan.keep_alive_s <= MAX_KEEP_ALIVE_S);
+    }
+}
+
+#[test]
+fn a_plan_holds_one_replica_only_inside_its_window() {
+    let plan = history(&[300.0; 10], 1.0).plan(0.01, 10.0);
+    let at = plan.prewarm_at_s.expect("a pre-warm");
+    assert_eq!(plan.replicas_at(0.0), 0);
+    assert_eq!(plan.replicas_at(at - 1.0), 0);
+    assert_eq!(plan.replicas_at(at), 1);
+    assert_eq!(plan.replicas_at(plan.keep_alive_s - 0.5), 1);
+    // A service that never comes back: nothing after the keep-alive, ever.
+    assert_eq!(plan.replicas_at(plan.keep_alive_s), 0);
+    assert_eq!(plan.replicas_at(1e9), 0);
+}
+
+#[test]
+fn the_target_leaves_room_for_the_spread_of_the_load() {
+    struct Case {
+        name: &'static str,
+        /// Per-second loads, in order.
+        loads: Vec<f64>,
+        utilisation: (f64, f64),
+    }
+    let alternate = |low: f64, high: f64, seconds: usize| -> Vec<f64> {
+        (0..seconds)
+            .map(|s| if s % 2 == 0 { low } else { high })
+            .collect()
+    };
+    // 10 ± 2 at a 1% tail (z = 2.33): 10 / (10 + 4.65) = 68%.
+    let z = upper_quantile(0.01);
+    let periodic = 10.0 / (10.0 + z * 2.0);
+    let mut step = vec![5.0; 600];
+    step.extend([20.0; 300]);
+    let mut step_settled = step.clone();
+    step_settled.extend([20.0; 3600]);
+    let cases = [
+        Case {
+            name: "steady",
+            loads: vec![10.0; 600],
+            utilisation: (MAX_UTILISATION, MAX_UTILISATION),
+        },
+        Case {
+            name: "periodic, mild",
+            loads: alternate(8.0, 12.0, 600),
+            utilisation: (periodic - 0.01, periodic + 0.01),
+        },
+        Case {
+            name: "bursty",
+            loads: alternate(2.0, 18.0, 600),
+            utilisation: (MIN_UTILISATION, MIN_UTILISATION),
+        },
+        Case {
+            name: "a sudden step",
+            loads: step,
+            utilisation: (MIN_UTILISATION, 0.8),
+        },
+        Case {
+            name: "a step long past",
+            loads: step_settled,
+            utilisation: (0.88, MAX_UTILISATION),
+        },
+        Case {
+            name: "too little seen",
+            loads: vec![3.0; 30],
+            utilisation: (START_UTILISATION, START_UTILISATION),
+        },
+    ];
+    for case in cases {
+        let mut steer = TargetSteer::new(0.01);
+        for load in &case.loads {
+            steer.observe_load(*load);
+        }
+        let choice = steer.choice();
+        let (lo, hi) = case.utilisation;
+        assert!(
+            choice.utilisation >= lo - 1e-9 && choice.utilisation <= hi + 1e-9,
+            "{}: {choice:?}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn the_held_share_counts_what_the_activators_report() {
+    let base = Instant::now();
+    let mut steer = TargetSteer::new(0.01);
+    for second in 1..=100 {
+        let held = if second % 10 == 0 { 1.0 } else { 0.0 };
+        steer.observe_held(base + Duration::from_secs(second), held, 5.0);
+    }
+    // 10 of 500 requests, give or take the decay over 100 s.
+    let share = steer.choice().held_share.expect("requests were seen");
+    assert!((share - 0.02).abs() < 0.002, "{share}");
+}
+
+#[test]
+fn normal_quantiles() {
+    for (tail, z) in [(0.5, 0.0), (0.05, 1.6449), (0.01, 2.3263), (0.001, 3.0902)] {
+        assert!(
+            (upper_quantile(tail) - z).abs() < 1e-3,
+            "{tail}: {}",
+            upper_quantile(tail)
+        );
+    }
+}
+
+fn serval_spec(budget: &str) -> ScalingSpec {
+    let component = ComponentExtensionSpec {
+        min_replicas: Some(0),
+        container_concurrency: Some(1),
+        ..Default::default()
+    };
+    let annotations = [
+        (
+            "autoscaling.knative.dev/class",
+            "serval.autoscaling.serval.dev",
+        ),
+        ("serving.serval.dev/cold-start-budget", budget),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    ScalingSpec::from_annotations(&component, &annotations, "a", &AutoscalerConfig::default())
+        .expect("valid")
+}
+
+/// What a periodic revision went through.
+struct Periodic {
+    /// Per call, whether a replica was ready when it arrived.
+    warm: Vec<bool>,
+    /// Seconds with a replica (starting or ready) in the last `last` periods.
+    replica_seconds_late: u64,
+    last: crate::Decision,
+}
+
+/// A revision called every `period` seconds, each call busy for one second, driven tick by
+/// tick the way the live loop drives it; a replica is ready `cold` seconds after it is
+/// asked for.
+fn periodic_calls(period: u64, calls: u64, cold: u64, last: u64) -> Periodic {
+    let base = Instant::now();
+    let spec = serval_spec("1%");
+    let mut windows = MetricWindows::new(base, &spec);
+    let mut decider = Decider::new(spec, base);
+    let mut asked_at: Option<u64> = None;
+    let mut ready = 0u32;
+    let mut warm = Vec::new();
+    let mut replica_seconds_late = 0;
+    let end = period * calls + 1;
+    let mut decision = None;
+    for second in 0..end {
+        let at = base + Duration::from_secs(second);
+        let calling = second % period == 0 && second > 0;
+        if calling {
+            warm.push(ready > 0);
+        }
+        let queued = u32::from(calling && ready == 0);
+        if ready > 0 && calling {
+            let mut sample = MetricSample::new();
+            sample.set(ScaleMetric::Concurrency, 1.0);
+            sample.set(ScaleMetric::Rps, 1.0);
+            windows.record(at, &sample);
+        }
+        let decided = decider.decide(at, &windows, ready, queued);
+        match (decided.desired, asked_at) {
+            (0, _) => {
+                ready = 0;
+                asked_at = None;
+            }
+            (_, None) if ready == 0 => asked_at = Some(second),
+            _ => {}
+        }
+        if asked_at.is_some_and(|t| second >= t + cold) {
+            ready = 1;
+        }
+        if decided.desired > 0 && second + last * period >= end {
+            replica_seconds_late += 1;
+        }
+        decision = Some(decided);
+    }
+    Periodic {
+        warm,
+        replica_seconds_late,
+        last: decision.expect("decided"),
+    }
+}
+
+#[test]
+fn a_periodic_revision_is_prewarmed_before_its_calls() {
+    let run = periodic_calls(120, 12, 3, 4);
+    // A new revision starts at one replica (initial scale), which has gone by the second
+    // call: the first calls after it are cold while idle times are learned; the last
+    // ones are warm.
+    assert!(!run.warm[1], "{:?}", run.warm);
+    assert!(
+        run.warm[run.warm.len() - 4..].iter().all(|w| *w),
+        "{:?}",
+        run.warm
+    );
+    // Warm by a pre-warm, not by a keep-alive through the gap: a replica for a small part
+    // of each period.
+    assert!(
+        run.replica_seconds_late < 4 * 40,
+        "{} replica-seconds over 4 periods of 120 s",
+        run.replica_seconds_late
+    );
+    let prediction = run.last.prediction.expect("the class predicts");
+    assert!(prediction.plan.prewarm_at_s.is_some(), "{prediction:?}");
+    assert!(run.last.reason.contains("pre-warm"), "{}", run.last.reason);
+}
