@@ -137,3 +137,76 @@ async fn scraped_load_scales_up_and_a_failing_pod_is_skipped() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_of_servals_class_says_what_it_learned_in_the_view_and_metrics() {
+    let config = config();
+    let scaler = Arc::new(RecordingScaler::default());
+    let autoscaler = Autoscaler::new(config.clone(), scaler.clone());
+    let component = ComponentExtensionSpec {
+        min_replicas: Some(0),
+        container_concurrency: Some(4),
+        ..Default::default()
+    };
+    let annotations: BTreeMap<String, String> = [
+        (
+            "autoscaling.knative.dev/class",
+            "serval.autoscaling.serval.dev",
+        ),
+        ("serving.serval.dev/cold-start-budget", "1%"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let class = ScalingSpec::from_annotations(&component, &annotations, "a", &config).unwrap();
+    autoscaler.upsert_revision("default/learns", class);
+    autoscaler.upsert_revision("default/kpa", spec(&config, 4));
+    let load = Arc::new(AtomicU64::new(2_000));
+    let url = stats_server(load).await;
+    for revision in ["default/learns", "default/kpa"] {
+        autoscaler.set_pods(
+            revision,
+            vec![PodTarget {
+                name: "a".into(),
+                stats_url: url.clone(),
+            }],
+        );
+    }
+    tokio::spawn(autoscaler.clone().run());
+    wait_for(Duration::from_secs(10), || {
+        autoscaler
+            .views()
+            .iter()
+            .any(|v| v.revision == "default/learns" && v.desired.is_some())
+    })
+    .await;
+    let views = autoscaler.views();
+    let learns = views
+        .iter()
+        .find(|v| v.revision == "default/learns")
+        .unwrap();
+    assert!(
+        learns.reason.contains("serval class: target 70%"),
+        "{}",
+        learns.reason
+    );
+    assert!(
+        learns.reason.contains("learning idle times"),
+        "{}",
+        learns.reason
+    );
+    let kpa = views.iter().find(|v| v.revision == "default/kpa").unwrap();
+    assert!(!kpa.reason.contains("serval class"), "{}", kpa.reason);
+    let metrics = autoscaler.metrics_text();
+    for gauge in [
+        "serval_autoscaler_class_target_utilization{revision=\"default/learns\"} 0.7",
+        "serval_autoscaler_class_keep_alive_seconds{revision=\"default/learns\"} 90",
+        "serval_autoscaler_class_cold_start_seconds{revision=\"default/learns\"}",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("class_target_utilization{revision=\"default/kpa\"}"),
+        "{metrics}"
+    );
+}

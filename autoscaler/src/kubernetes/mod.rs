@@ -336,3 +336,60 @@ fn publish_pods<S: Scaler>(
     }
     published.retain(|key, _| known.contains(key));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(annotations: &[(&str, &str)]) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "iris-predictor-1",
+                "annotations": annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<String, String>>(),
+            },
+        }))
+        .expect("a Deployment")
+    }
+
+    #[test]
+    fn a_revision_asks_for_servals_class_through_its_annotations() {
+        let config = AutoscalerConfig::default();
+        let spec = scaling_spec(
+            &deployment(&[
+                (
+                    "autoscaling.knative.dev/class",
+                    "serval.autoscaling.serval.dev",
+                ),
+                ("serving.serval.dev/cold-start-budget", "0.5%"),
+            ]),
+            &config,
+        )
+        .expect("valid");
+        assert_eq!(spec.adaptive.map(|a| a.cold_start_budget), Some(0.005));
+        // Knative's class, named or not, is the KPA.
+        for annotations in [
+            vec![(
+                "autoscaling.knative.dev/class",
+                "kpa.autoscaling.knative.dev",
+            )],
+            vec![],
+        ] {
+            let spec = scaling_spec(&deployment(&annotations), &config).expect("valid");
+            assert!(spec.adaptive.is_none());
+        }
+        let refused = scaling_spec(
+            &deployment(&[("serving.serval.dev/cold-start-budget", "all of them")]),
+            &config,
+        )
+        .unwrap_err();
+        assert!(
+            refused.contains("serving.serval.dev/cold-start-budget"),
+            "{refused}"
+        );
+    }
+}
