@@ -313,6 +313,8 @@ pub fn evaluate(datasets: &[Dataset], progress: &(dyn Fn(usize, usize) + Sync)) 
             .expect("every candidate ran")
     };
     let kpa_default_at = index(&KPA_DEFAULTS);
+    let mut kpa_defaults_first = vec![KPA_DEFAULTS];
+    kpa_defaults_first.extend(kpa.iter().filter(|c| **c != KPA_DEFAULTS));
 
     let mut folds = Vec::new();
     for (held, dataset) in datasets.iter().enumerate() {
@@ -329,10 +331,18 @@ pub fn evaluate(datasets: &[Dataset], progress: &(dyn Fn(usize, usize) + Sync)) 
                     .map(|&d| margin(&matrix[d][index(c)], &matrix[d][kpa_default_at]))
                     .fold(f64::INFINITY, f64::min)
             };
-            *family
-                .iter()
-                .max_by(|a, b| score(a).total_cmp(&score(b)))
-                .expect("a non-empty family")
+            // The first of equals wins, so a setting that changes nothing is not reported
+            // as a tuned one when the default is among them.
+            let mut best = family[0];
+            let mut best_score = score(&best);
+            for candidate in &family[1..] {
+                let candidate_score = score(candidate);
+                if candidate_score > best_score {
+                    best = *candidate;
+                    best_score = candidate_score;
+                }
+            }
+            best
         };
         let row = &matrix[held];
         let baseline = &row[kpa_default_at];
@@ -341,7 +351,7 @@ pub fn evaluate(datasets: &[Dataset], progress: &(dyn Fn(usize, usize) + Sync)) 
             held_out: dataset.name.clone(),
             tuned_on: tuning.iter().map(|&d| datasets[d].name.clone()).collect(),
             kpa_defaults: compared(KPA_DEFAULTS),
-            kpa_tuned: compared(tuned(&kpa)),
+            kpa_tuned: compared(tuned(&kpa_defaults_first)),
             serval_default: compared(default_serval),
             serval_tuned: compared(tuned(&serval)),
             kpa_grid: kpa.iter().map(|&c| compared(c)).collect(),

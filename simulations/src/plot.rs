@@ -60,8 +60,8 @@ pub(crate) fn write_all(dir: &Path, runs: &[PolicyRun]) -> Result<(), SimError> 
     draw_tradeoff(&tradeoff, runs).map_err(fail(tradeoff.clone()))
 }
 
-/// Writes one fold's cost/cold-start frontier to `path`: every KPA setting of the grid
-/// (its frontier joined), the KPA's defaults, and `serval`'s budgets joined in order.
+/// Writes one fold's cost/cold-start frontier to `path`: every KPA setting of the grid and
+/// every `serval` setting of the sweep, each family's frontier joined, and both defaults.
 pub(crate) fn write_frontier(path: &Path, fold: &FoldResult) -> Result<(), SimError> {
     let fail = |message: String| SimError::Plot {
         path: path.to_path_buf(),
@@ -130,35 +130,27 @@ fn draw_frontier(path: &Path, fold: &FoldResult) -> Result<(), String> {
         .label("KPA defaults")
         .legend(move |(x, y)| Cross::new((x + 10, y), 5, black.stroke_width(2)));
     let colour = COLOURS[1];
-    let mut serval: Vec<(f64, f64, String)> = fold
-        .serval_sweep
-        .iter()
-        .map(|c| {
-            let (x, y) = point(c);
-            (x, y, c.candidate.label().replace("budget ", ""))
-        })
-        .collect();
-    serval.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let serval: Vec<(f64, f64)> = fold.serval_sweep.iter().map(point).collect();
     chart
-        .draw_series(LineSeries::new(
-            serval.iter().map(|(x, y, _)| (*x, *y)),
-            colour.stroke_width(2),
-        ))
+        .draw_series(serval.iter().map(|p| Circle::new(*p, 3, colour.filled())))
         .map_err(|e| e.to_string())?
-        .label("serval, by cold-start budget")
+        .label("serval (budget 0.5-20%, window 60-240s)")
+        .legend(move |(x, y)| Circle::new((x + 10, y), 3, colour.filled()));
+    chart
+        .draw_series(LineSeries::new(pareto(&serval), colour.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label("serval frontier")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
-    for (x, y, label) in &serval {
-        let element = EmptyElement::at((*x, *y))
-            + Circle::new((0, 0), 4, colour.filled())
-            + Text::new(
-                label.clone(),
-                (6, -14),
-                ("sans-serif", 13).into_font().color(&colour),
-            );
-        chart
-            .draw_series(std::iter::once(element))
-            .map_err(|e| e.to_string())?;
-    }
+    let default = point(&fold.serval_default);
+    chart
+        .draw_series(std::iter::once(TriangleMarker::new(
+            default,
+            8,
+            colour.filled(),
+        )))
+        .map_err(|e| e.to_string())?
+        .label("serval, default budget")
+        .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 5, colour.filled()));
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.9))

@@ -178,9 +178,8 @@ impl Adaptive {
         let new_second = self.last_tick.is_none() || elapsed >= 1.0;
         // Pokes between ticks see the tick's second again: its requests count once.
         let requests = if new_second { rate * elapsed } else { 0.0 };
-        // Requests held while no replica was ready are the zero plan's business (and the
-        // first ramp of a revision's life); the target answers for the rest.
-        let held = if new_second && ready > 0 {
+        // Every request that waited counts against the budget, from zero or not.
+        let held = if new_second {
             metrics.held_this_second(now)
         } else {
             0.0
