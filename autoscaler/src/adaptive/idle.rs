@@ -8,6 +8,8 @@ use std::collections::VecDeque;
 
 /// Gaps remembered; older ones are forgotten, so the plan follows a service that changes.
 const GAPS_KEPT: usize = 256;
+/// Idle "gaps" shorter than this are the 1 s reports of one busy period landing apart.
+const FLICKER_S: f64 = 3.0;
 /// Fewer gaps than this tell nothing yet.
 pub(crate) const GAPS_NEEDED: usize = 3;
 /// The longest a replica is kept idle, and the longest gap a pre-warm waits for.
@@ -66,6 +68,14 @@ pub(crate) struct IdleHistory {
 impl IdleHistory {
     /// A busy period began after `gap_s` seconds idle.
     pub(crate) fn busy_after(&mut self, gap_s: f64) {
+        if gap_s < FLICKER_S {
+            // One busy period seen in two halves (reports landing in different seconds):
+            // it goes on.
+            if self.open.is_none() {
+                self.open = self.gaps.pop_back();
+            }
+            return;
+        }
         self.close();
         self.open = Some(Gap {
             seconds: gap_s,

@@ -106,6 +106,22 @@ fn idle_plans_for_known_traffic() {
 }
 
 #[test]
+fn a_busy_period_reported_in_two_halves_is_one() {
+    let mut history = IdleHistory::default();
+    for _ in 0..5 {
+        history.busy_after(300.0);
+        history.requests(1.0);
+        history.close();
+        // The same call's report lands two seconds later.
+        history.busy_after(2.0);
+        history.close();
+    }
+    assert_eq!(history.len(), 5);
+    let plan = history.plan(0.01, 10.0);
+    assert!(plan.prewarm_at_s.is_some(), "{plan:?}");
+}
+
+#[test]
 fn a_plan_holds_one_replica_only_inside_its_window() {
     let plan = history(&[300.0; 10], 1.0).plan(0.01, 10.0);
     let at = plan.prewarm_at_s.expect("a pre-warm");
