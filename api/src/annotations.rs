@@ -67,6 +67,9 @@ pub mod serval {
     /// With Serval's autoscaler class: the share of requests allowed to wait for a
     /// replica, as a percentage (`"1%"`) or a fraction (`"0.01"`).
     pub const COLD_START_BUDGET: &str = "serving.serval.dev/cold-start-budget";
+    /// With the `tokens` metric: what one prompt token costs a replica, in output tokens
+    /// (prefill against decode capacity); 0 scales on output tokens alone.
+    pub const PROMPT_TOKEN_COST: &str = "serving.serval.dev/prompt-token-cost";
 }
 
 /// The autoscaling-related annotations of one object, parsed and range-checked. Unset keys
@@ -76,6 +79,8 @@ pub struct AutoscalingAnnotations {
     pub class: Option<String>,
     /// Share of requests allowed to wait for a cold start, 0.001 to 0.5.
     pub cold_start_budget: Option<f64>,
+    /// Output tokens one prompt token is worth to the `tokens` metric, 0 to 100.
+    pub prompt_token_cost: Option<f64>,
     pub metric: Option<ScaleMetric>,
     pub target: Option<f64>,
     pub target_utilization_percentage: Option<f64>,
@@ -115,6 +120,7 @@ impl AutoscalingAnnotations {
                 "a share between 0.1% and 50%, like 1% or 0.01",
                 parse_share,
             ),
+            prompt_token_cost: parser.number(serval::PROMPT_TOKEN_COST, 0.0, 100.0),
             metric: parser.value(knative::METRIC, "a metric name", ScaleMetric::parse),
             target: parser.number(knative::TARGET, 0.01, f64::MAX),
             target_utilization_percentage: parser.number(
@@ -336,6 +342,23 @@ mod tests {
             assert_eq!(
                 errors[0].path,
                 format!("metadata.annotations[{}]", serval::COLD_START_BUDGET)
+            );
+        }
+    }
+
+    #[test]
+    fn prompt_token_cost_is_a_bounded_number() {
+        let (a, errors) = parse(&[(serval::PROMPT_TOKEN_COST, "0.05")]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(a.prompt_token_cost, Some(0.05));
+        let (a, _) = parse(&[(serval::PROMPT_TOKEN_COST, "0")]);
+        assert_eq!(a.prompt_token_cost, Some(0.0));
+        for bad in ["-1", "101", "cheap"] {
+            let (a, errors) = parse(&[(serval::PROMPT_TOKEN_COST, bad)]);
+            assert_eq!(a.prompt_token_cost, None, "{bad}");
+            assert_eq!(
+                errors[0].path,
+                format!("metadata.annotations[{}]", serval::PROMPT_TOKEN_COST)
             );
         }
     }

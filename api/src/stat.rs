@@ -28,6 +28,10 @@ pub struct Stat {
     /// Output tokens counted from OpenAI-style responses in the window.
     #[serde(default)]
     pub output_tokens: u64,
+    /// Prompt tokens of the completions that finished in the window, from the `usage` the
+    /// server reported (absent from streams that asked for no usage).
+    #[serde(default)]
+    pub prompt_tokens: u64,
     /// The runtime's own queue depth (e.g. `vllm:num_requests_waiting`), when it exposes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_queue_depth: Option<f64>,
@@ -70,6 +74,11 @@ impl Stat {
     pub fn tokens_per_second(&self) -> f64 {
         per_second(self.output_tokens, self.window_seconds())
     }
+
+    /// Prompt tokens per second over the window; 0 for an empty window.
+    pub fn prompt_tokens_per_second(&self) -> f64 {
+        per_second(self.prompt_tokens, self.window_seconds())
+    }
 }
 
 fn per_second(count: u64, seconds: f64) -> f64 {
@@ -91,6 +100,7 @@ mod tests {
             window_ms: 2000,
             request_count: 10,
             output_tokens: 300,
+            prompt_tokens: 1000,
             ..Stat::default()
         };
         let json = serde_json::to_value(&stat).unwrap();
@@ -98,6 +108,8 @@ mod tests {
         assert!(json.get("gpu").is_none());
         assert_eq!(stat.requests_per_second(), 5.0);
         assert_eq!(stat.tokens_per_second(), 150.0);
+        assert_eq!(stat.prompt_tokens_per_second(), 500.0);
+        assert_eq!(json["promptTokens"], 1000);
         let back: Stat = serde_json::from_value(json).unwrap();
         assert_eq!(back, stat);
     }

@@ -21,8 +21,10 @@ pub fn sample_size(ready_pods: u32) -> u32 {
 /// Revision totals from the stats of the pods that were scraped this tick, extrapolated to
 /// `ready_pods`. Concurrency and requests that came through the activator are left out:
 /// the activator reports them itself (see [`activator_sample`]). A metric no scraped pod
-/// reports (a runtime without a queue gauge, a pod without a GPU) stays absent.
-pub fn pod_sample(stats: &[Stat], ready_pods: u32) -> MetricSample {
+/// reports (a runtime without a queue gauge, a pod without a GPU) stays absent. `tokens` is
+/// the replicas' token work in output tokens: output tokens plus `prompt_token_cost` per
+/// prompt token.
+pub fn pod_sample(stats: &[Stat], ready_pods: u32, prompt_token_cost: f64) -> MetricSample {
     let mut sample = MetricSample::new();
     if stats.is_empty() || ready_pods == 0 {
         return sample;
@@ -55,7 +57,10 @@ pub fn pod_sample(stats: &[Stat], ready_pods: u32) -> MetricSample {
         ScaleMetric::Tokens,
         stats
             .iter()
-            .filter_map(|s| per_second(s.output_tokens, s.window_ms))
+            .filter_map(|s| {
+                let prompt = s.prompt_tokens as f64 * prompt_token_cost.max(0.0);
+                per_second_f(s.output_tokens as f64 + prompt, s.window_ms)
+            })
             .collect(),
     );
     extrapolate(
@@ -110,7 +115,11 @@ fn finite(value: f64) -> Option<f64> {
 
 /// A count over a window as a rate; a window of no length tells nothing.
 fn per_second(count: u64, window_ms: u64) -> Option<f64> {
-    (window_ms > 0).then(|| count as f64 * 1000.0 / window_ms as f64)
+    per_second_f(count as f64, window_ms)
+}
+
+fn per_second_f(amount: f64, window_ms: u64) -> Option<f64> {
+    (window_ms > 0).then(|| amount * 1000.0 / window_ms as f64)
 }
 
 fn mean(values: &[f64]) -> Option<f64> {
@@ -154,7 +163,7 @@ mod tests {
     #[test]
     fn extrapolates_the_sampled_mean_and_leaves_out_proxied_requests() {
         let stats = [stat(4.0, 1.0, 20, 4), stat(2.0, 1.0, 10, 2)];
-        let sample = pod_sample(&stats, 10);
+        let sample = pod_sample(&stats, 10, 0.1);
         // Direct concurrency 3 and 1: mean 2 over 10 pods.
         assert_eq!(sample.get(ScaleMetric::Concurrency), Some(20.0));
         // Direct requests 16 and 8 over 2 s: 8 and 4 per second, mean 6 over 10 pods.
@@ -181,21 +190,36 @@ mod tests {
             output_tokens: 1000,
             ..stat(1.0, 0.0, 1, 0)
         };
-        let sample = pod_sample(&[with_gpu, without_gpu], 4);
+        let sample = pod_sample(&[with_gpu, without_gpu], 4, 0.1);
         assert_eq!(sample.get(ScaleMetric::Tokens), Some(4000.0));
         assert_eq!(sample.get(ScaleMetric::Queue), Some(24.0));
         assert_eq!(sample.get(ScaleMetric::Gpu), Some(360.0));
     }
 
     #[test]
+    fn prompt_tokens_count_at_their_cost_in_output_tokens() {
+        let long_prompts = Stat {
+            output_tokens: 200,
+            prompt_tokens: 8000,
+            ..stat(1.0, 0.0, 1, 0)
+        };
+        // 2 s window: (200 + 0.05 × 8000) / 2 = 300 output tokens/s of work, on 3 pods.
+        let sample = pod_sample(std::slice::from_ref(&long_prompts), 3, 0.05);
+        assert_eq!(sample.get(ScaleMetric::Tokens), Some(900.0));
+        // A cost of 0 scales on output tokens alone.
+        let sample = pod_sample(&[long_prompts], 3, 0.0);
+        assert_eq!(sample.get(ScaleMetric::Tokens), Some(300.0));
+    }
+
+    #[test]
     fn nothing_scraped_is_no_sample_and_bad_numbers_are_dropped() {
-        assert!(pod_sample(&[], 3).is_empty());
-        assert!(pod_sample(&[stat(1.0, 0.0, 1, 0)], 0).is_empty());
+        assert!(pod_sample(&[], 3, 0.1).is_empty());
+        assert!(pod_sample(&[stat(1.0, 0.0, 1, 0)], 0, 0.1).is_empty());
         let broken = Stat {
             window_ms: 0,
             ..stat(f64::NAN, 0.0, 5, 0)
         };
-        let sample = pod_sample(&[broken], 2);
+        let sample = pod_sample(&[broken], 2, 0.1);
         assert_eq!(sample.get(ScaleMetric::Concurrency), None);
         assert_eq!(sample.get(ScaleMetric::Rps), None);
     }

@@ -27,6 +27,11 @@ impl ConfigError {
 /// Smallest target per pod Knative allows; a smaller one would ask for unbounded pods.
 pub(crate) const TARGET_MIN: f64 = 0.01;
 
+/// A replica prefills prompt tokens roughly ten times as fast as it decodes output tokens
+/// across its batch (vLLM on one GPU: ~10-20k prompt against ~1-3k output tokens/s), so a
+/// prompt token counts as a tenth of an output token unless the revision says otherwise.
+pub(crate) const DEFAULT_PROMPT_TOKEN_COST: f64 = 0.1;
+
 /// Cluster-wide autoscaling settings. Per-revision annotations and KServe fields override
 /// most of them; see `ScalingSpec::resolve`.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +53,9 @@ pub struct AutoscalerConfig {
     pub requests_per_second_target_default: f64,
     /// `tokens-target-default` (Serval): output tokens per second per pod.
     pub tokens_target_default: f64,
+    /// `prompt-token-cost` (Serval): output tokens one prompt token counts as in the
+    /// `tokens` metric (a replica's decode rate over its prefill rate); 0 leaves prompts out.
+    pub prompt_token_cost: f64,
     /// `gpu-utilization-target-default` (Serval): GPU utilisation percent per pod.
     pub gpu_utilization_target_default: f64,
     /// `queue-target-default` (Serval): requests waiting in the runtime's own queue per pod.
@@ -93,6 +101,7 @@ impl Default for AutoscalerConfig {
             container_concurrency_target_default: 100.0,
             requests_per_second_target_default: 200.0,
             tokens_target_default: 1000.0,
+            prompt_token_cost: DEFAULT_PROMPT_TOKEN_COST,
             gpu_utilization_target_default: 70.0,
             queue_target_default: 4.0,
             // Knative's shipped ConfigMap value (its code default is 200).
@@ -153,6 +162,7 @@ impl AutoscalerConfig {
             &mut config.requests_per_second_target_default,
         )?;
         read.number("tokens-target-default", &mut config.tokens_target_default)?;
+        read.number("prompt-token-cost", &mut config.prompt_token_cost)?;
         read.number(
             "gpu-utilization-target-default",
             &mut config.gpu_utilization_target_default,
@@ -230,6 +240,9 @@ impl AutoscalerConfig {
             if value.is_nan() || value < TARGET_MIN {
                 return fail(key, format!("must be at least {TARGET_MIN}"));
             }
+        }
+        if !(0.0..=100.0).contains(&self.prompt_token_cost) {
+            return fail("prompt-token-cost", "must be in [0, 100]".into());
         }
         if self.gpu_utilization_target_default > 100.0 {
             return fail(

@@ -58,6 +58,9 @@ pub struct ScalingSpec {
     /// whose headroom decides whether the activator stays in the path.
     pub burst_metric: MetricTarget,
     pub aggregation: Aggregation,
+    /// Output tokens one prompt token counts as in the `tokens` metric, so a revision is
+    /// sized on its prefill work as well as its decoding.
+    pub prompt_token_cost: f64,
     /// Present for revisions of Serval's autoscaler class
     /// (`autoscaling.knative.dev/class: serval.autoscaling.serval.dev`).
     pub adaptive: Option<AdaptiveSettings>,
@@ -177,6 +180,9 @@ impl ScalingSpec {
                 .unwrap_or(config.target_burst_capacity),
             burst_metric,
             aggregation: Aggregation::Linear,
+            prompt_token_cost: annotations
+                .prompt_token_cost
+                .unwrap_or(config.prompt_token_cost),
             adaptive: (annotations.class.as_deref() == Some(knative::CLASS_SERVAL)).then(|| {
                 AdaptiveSettings {
                     cold_start_budget: annotations

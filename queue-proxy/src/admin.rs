@@ -17,7 +17,7 @@ use serval_api::Stat;
 use std::sync::atomic::AtomicU64;
 use tokio::sync::watch;
 
-use crate::layers::stats::StatsRecorder;
+use crate::layers::stats::{StatsRecorder, Totals};
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -29,9 +29,11 @@ pub(crate) struct Metrics {
     average_proxied_concurrency: FloatGauge,
     requests_per_second: FloatGauge,
     output_tokens_per_second: FloatGauge,
+    prompt_tokens_per_second: FloatGauge,
     in_flight: Gauge,
     requests: Counter,
     output_tokens: Counter,
+    prompt_tokens: Counter,
     runtime_queue_depth: FloatGauge,
     runtime_kv_cache_usage: FloatGauge,
     gpu_utilization: FloatGauge,
@@ -65,6 +67,11 @@ impl Metrics {
             m.output_tokens_per_second.clone(),
         );
         r.register(
+            format!("{prefix}prompt_tokens_per_second"),
+            "Prompt tokens per second of the completions that finished in the last window",
+            m.prompt_tokens_per_second.clone(),
+        );
+        r.register(
             format!("{prefix}in_flight"),
             "Requests in flight now",
             m.in_flight.clone(),
@@ -78,6 +85,11 @@ impl Metrics {
             format!("{prefix}output_tokens"),
             "Output tokens counted from completions",
             m.output_tokens.clone(),
+        );
+        r.register(
+            format!("{prefix}prompt_tokens"),
+            "Prompt tokens counted from the usage of completions",
+            m.prompt_tokens.clone(),
         );
         r.register(
             format!("{prefix}runtime_queue_depth"),
@@ -107,17 +119,28 @@ impl Metrics {
         m
     }
 
-    fn record(&self, stat: &Stat, in_flight: u64, totals: (u64, u64), ready: bool) {
+    fn record(&self, stat: &Stat, in_flight: u64, totals: Totals, ready: bool) {
         self.average_concurrency.set(stat.average_concurrency);
         self.average_proxied_concurrency
             .set(stat.average_proxied_concurrency);
         self.requests_per_second.set(stat.requests_per_second());
         self.output_tokens_per_second.set(stat.tokens_per_second());
+        self.prompt_tokens_per_second
+            .set(stat.prompt_tokens_per_second());
         self.in_flight.set(in_flight as i64);
+        // Counters only move up: each adds what the recorder counted since the last call.
         self.requests
-            .inc_by(totals.0.saturating_sub(self.requests.get()));
-        self.output_tokens
-            .inc_by(totals.1.saturating_sub(self.output_tokens.get()));
+            .inc_by(totals.requests.saturating_sub(self.requests.get()));
+        self.output_tokens.inc_by(
+            totals
+                .output_tokens
+                .saturating_sub(self.output_tokens.get()),
+        );
+        self.prompt_tokens.inc_by(
+            totals
+                .prompt_tokens
+                .saturating_sub(self.prompt_tokens.get()),
+        );
         self.runtime_queue_depth
             .set(stat.runtime_queue_depth.unwrap_or(0.0));
         self.runtime_kv_cache_usage

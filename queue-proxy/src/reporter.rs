@@ -52,6 +52,7 @@ pub(crate) async fn report(
             proxied_request_count: window_stats.proxied_request_count,
             proxied_bytes: window_stats.proxied_bytes,
             output_tokens: window_stats.output_tokens,
+            prompt_tokens: window_stats.prompt_tokens,
             runtime_queue_depth: *shared.queue_depth.read().unwrap_or_else(|e| e.into_inner()),
             runtime_kv_cache_usage: *shared
                 .kv_cache_usage

@@ -157,6 +157,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
         policies,
         llm: format.is_llm(),
         decode_tps: model.decode_tps,
+        prefill_tps: model.prefill_tps,
     };
     let total = trace.requests() as u64 * options.policies.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -214,6 +215,7 @@ fn run_evaluation(args: &SimulateArgs) -> Result<(), SimError> {
             config,
             llm: format.is_llm(),
             decode_tps: args.decode_tps,
+            prefill_tps: args.prefill_tps,
         };
         if format.is_llm() {
             datasets.push(dataset(name, "llm".into(), trace));

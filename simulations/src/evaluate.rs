@@ -35,6 +35,7 @@ pub struct Dataset {
     pub config: SimConfig,
     pub llm: bool,
     pub decode_tps: f64,
+    pub prefill_tps: f64,
 }
 
 /// A policy with fixed settings.
@@ -172,6 +173,7 @@ fn run_one(dataset: &Dataset, candidate: &Candidate) -> Summary {
         config: dataset.config,
         llm: dataset.llm,
         decode_tps: dataset.decode_tps,
+        prefill_tps: dataset.prefill_tps,
     };
     let outcomes: Vec<Outcome> = dataset
         .trace

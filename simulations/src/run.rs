@@ -14,6 +14,7 @@ pub struct RunOptions {
     pub policies: Vec<PolicyKind>,
     pub llm: bool,
     pub decode_tps: f64,
+    pub prefill_tps: f64,
 }
 
 /// One policy's results: the summary and, per second, replicas and load over all services.
@@ -35,6 +36,7 @@ pub fn compare(
         config: options.config,
         llm: options.llm,
         decode_tps: options.decode_tps,
+        prefill_tps: options.prefill_tps,
     };
     let mut done = 0u64;
     options

@@ -24,6 +24,7 @@ fn requests(times: impl IntoIterator<Item = f64>, service_s: f64) -> Vec<Request
             service_s,
             first_token_s: 0.0,
             output_tokens: 0,
+            prompt_tokens: 0,
         })
         .collect()
 }
@@ -34,6 +35,7 @@ fn run_with(kind: PolicyKind, reqs: &[Request], span: f64, config: SimConfig) ->
         config,
         llm: false,
         decode_tps: 40.0,
+        prefill_tps: 4000.0,
     };
     let mut policy = build(kind, reqs, &context);
     simulate(reqs, span, &config, policy.as_mut(), &mut |_| {})
@@ -157,6 +159,7 @@ fn runs_are_deterministic() {
                 service_s: 0.2 + rng.next_f64() * 3.0,
                 first_token_s: 0.1,
                 output_tokens: 50,
+                prompt_tokens: 0,
             }
         })
         .collect();
@@ -179,6 +182,7 @@ fn the_simulator_runs_the_live_autoscalers_decider() {
         config: config(1),
         llm: false,
         decode_tps: 40.0,
+        prefill_tps: 4000.0,
     };
     let kpa = DeciderPolicy::kpa(&context);
     assert_eq!(
@@ -196,6 +200,7 @@ fn serval_is_the_live_class_with_its_budget() {
         config: config(8),
         llm,
         decode_tps: 40.0,
+        prefill_tps: 4000.0,
     };
     let serval = DeciderPolicy::serval(&context(true), 0.01);
     let spec = serval.decider.spec();
@@ -204,6 +209,8 @@ fn serval_is_the_live_class_with_its_budget() {
     // Concurrency 8, and tokens at a full replica's decode rate (8 x 40/s).
     let totals: Vec<f64> = spec.metrics.iter().map(|m| m.total).collect();
     assert_eq!(totals, vec![8.0, 320.0]);
+    // A prompt token costs a slot 1/4000 s against an output token's 1/40 s.
+    assert!((spec.prompt_token_cost - 0.01).abs() < 1e-12);
     let serval = DeciderPolicy::serval(&context(false), 0.01);
     assert_eq!(serval.decider.spec().metrics.len(), 1);
     assert!(DeciderPolicy::kpa(&context(false))

@@ -192,7 +192,9 @@ async fn openai_clients_token_scaling_and_scale_to_zero_through_serval_dev() {
         .map(|i| {
             let (stop, streamed, url) = (stop.clone(), streamed.clone(), completions.clone());
             tokio::spawn(async move {
-                let body = json!({"model": "smollm2", "prompt": format!("Story {i}:"), "max_tokens": 120, "stream": true, "ignore_eos": true}).to_string();
+                // Half the streams ask for usage, which carries their prompt tokens.
+                let usage = json!({"include_usage": i % 2 == 0});
+                let body = json!({"model": "smollm2", "prompt": format!("Story {i}:"), "max_tokens": 120, "stream": true, "stream_options": usage, "ignore_eos": true}).to_string();
                 let client = http1();
                 while !stop.load(Ordering::Relaxed) {
                     let answer = send(&client, "POST", &url, &body).await.expect("stream");
@@ -235,6 +237,19 @@ async fn openai_clients_token_scaling_and_scale_to_zero_through_serval_dev() {
         "no decision for 2 or more replicas on tokens/s:\n{}",
         view.join("\n")
     );
+    // Prompt tokens come from the usage the streams asked for, and reach the live view.
+    wait_until(
+        Duration::from_secs(60),
+        "prompt tokens in the view",
+        &dev,
+        || {
+            dev.lines.lock().unwrap().iter().any(|l| {
+                l.starts_with("default/smollm2 ")
+                    && number_after(l, "prompt tok/s ").is_some_and(|t| t > 0.0)
+            })
+        },
+    )
+    .await;
     // The decision can come from the Python client's tokens before any of these streams
     // ends; every stream still has to finish whole.
     wait_until(Duration::from_secs(120), "a stream finished", &dev, || {

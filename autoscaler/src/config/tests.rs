@@ -27,6 +27,7 @@ fn parses_knative_keys_and_ignores_unknown_ones() {
         ("activator-capacity", "100"),
         ("pod-autoscaler-class", "kpa.autoscaling.knative.dev"),
         ("tokens-target-default", "500"),
+        ("prompt-token-cost", "0.05"),
     ]))
     .expect("valid");
     assert_eq!(config.stable_window, Duration::from_secs(120));
@@ -35,6 +36,7 @@ fn parses_knative_keys_and_ignores_unknown_ones() {
     assert_eq!(config.scale_to_zero_grace_period, Duration::from_secs(45));
     assert!(!config.enable_scale_to_zero);
     assert_eq!(config.tokens_target_default, 500.0);
+    assert_eq!(config.prompt_token_cost, 0.05);
 }
 
 #[test]
@@ -49,6 +51,8 @@ fn bad_values_name_their_key() {
         ("enable-scale-to-zero", "yes"),
         ("panic-threshold-percentage", "NaN"),
         ("scale-to-zero-grace-period", "0s"),
+        ("prompt-token-cost", "-0.1"),
+        ("prompt-token-cost", "101"),
     ];
     for (key, value) in cases {
         let err = AutoscalerConfig::from_map(&map(&[(key, value)]))

@@ -67,6 +67,7 @@ pub struct Observed {
     pub concurrency: f64,
     pub requests_per_second: f64,
     pub tokens_per_second: f64,
+    pub prompt_tokens_per_second: f64,
 }
 
 impl Observed {
@@ -80,6 +81,7 @@ impl Observed {
             concurrency: sum(|s| s.average_concurrency),
             requests_per_second: sum(Stat::requests_per_second),
             tokens_per_second: sum(Stat::tokens_per_second),
+            prompt_tokens_per_second: sum(Stat::prompt_tokens_per_second),
         }
     }
 }
@@ -264,7 +266,8 @@ impl<S: Scaler> Autoscaler<S> {
                 queued = queued.max(1);
             } else {
                 if !stats.is_empty() {
-                    r.windows.record(now, &pod_sample(&stats, ready));
+                    let cost = r.decider.spec().prompt_token_cost;
+                    r.windows.record(now, &pod_sample(&stats, ready, cost));
                 }
                 r.observed = Observed::from_sample(&stats, ready);
                 let reports: Vec<Stat> = r.activators.values().map(|(s, _, _)| s.clone()).collect();

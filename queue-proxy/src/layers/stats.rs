@@ -1,5 +1,5 @@
 //! Measures the pod: time-weighted concurrency (total and the part that came through the
-//! activator), requests, bytes and output tokens, closed into one `Stat` per window. A
+//! activator), requests, bytes, output and prompt tokens, closed into one `Stat` per window. A
 //! request counts as in flight from arrival (queueing included, as Knative counts it) until
 //! its response body has been sent.
 
@@ -27,7 +27,16 @@ pub struct WindowStats {
     pub proxied_request_count: u64,
     pub proxied_bytes: u64,
     pub output_tokens: u64,
+    pub prompt_tokens: u64,
     pub in_flight: u64,
+}
+
+/// Counts since the process started, for Prometheus counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub output_tokens: u64,
+    pub prompt_tokens: u64,
 }
 
 /// Shared by the stats layer (which records) and the reporter (which closes windows).
@@ -38,8 +47,10 @@ pub struct StatsRecorder {
     proxied: ConcurrencyWindow,
     bytes: AtomicU64,
     tokens: AtomicU64,
+    prompt_tokens: AtomicU64,
     total_requests: AtomicU64,
     total_tokens: AtomicU64,
+    total_prompt_tokens: AtomicU64,
 }
 
 /// Where a request was counted, to count its end in the same place.
@@ -57,8 +68,10 @@ impl StatsRecorder {
             proxied: ConcurrencyWindow::new(now),
             bytes: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
+            prompt_tokens: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
             total_tokens: AtomicU64::new(0),
+            total_prompt_tokens: AtomicU64::new(0),
         }
     }
 
@@ -90,17 +103,23 @@ impl StatsRecorder {
         self.total_tokens.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub fn add_prompt_tokens(&self, n: u64) {
+        self.prompt_tokens.fetch_add(n, Ordering::Relaxed);
+        self.total_prompt_tokens.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Requests in flight right now.
     pub fn in_flight(&self) -> u64 {
         self.all.in_flight()
     }
 
-    /// Requests and output tokens since start, for Prometheus counters.
-    pub fn totals(&self) -> (u64, u64) {
-        (
-            self.total_requests.load(Ordering::Relaxed),
-            self.total_tokens.load(Ordering::Relaxed),
-        )
+    /// Requests and tokens since start, for Prometheus counters.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            requests: self.total_requests.load(Ordering::Relaxed),
+            output_tokens: self.total_tokens.load(Ordering::Relaxed),
+            prompt_tokens: self.total_prompt_tokens.load(Ordering::Relaxed),
+        }
     }
 
     /// Closes the current window at `now` and opens the next one.
@@ -115,6 +134,7 @@ impl StatsRecorder {
             proxied_request_count: proxied.requests,
             proxied_bytes: self.bytes.swap(0, Ordering::Relaxed),
             output_tokens: self.tokens.swap(0, Ordering::Relaxed),
+            prompt_tokens: self.prompt_tokens.swap(0, Ordering::Relaxed),
             in_flight: all.in_flight,
         }
     }
@@ -222,11 +242,13 @@ mod tests {
         let short = recorder.request_started(true, at(250));
         recorder.request_finished(short, at(750));
         recorder.add_output_tokens(42);
+        recorder.add_prompt_tokens(700);
         let first = recorder.close_window(at(1000));
         assert!((first.average_concurrency - 1.5).abs() < 1e-9, "{first:?}");
         assert!((first.average_proxied_concurrency - 0.5).abs() < 1e-9);
         assert_eq!((first.request_count, first.proxied_request_count), (2, 1));
         assert_eq!(first.output_tokens, 42);
+        assert_eq!(first.prompt_tokens, 700);
         assert_eq!(first.in_flight, 1);
 
         // The long request carries over into the next window, which counts no new request.
@@ -237,7 +259,14 @@ mod tests {
             "{second:?}"
         );
         assert_eq!(second.request_count, 0);
-        assert_eq!(second.output_tokens, 0);
-        assert_eq!(recorder.totals(), (2, 42));
+        assert_eq!((second.output_tokens, second.prompt_tokens), (0, 0));
+        assert_eq!(
+            recorder.totals(),
+            Totals {
+                requests: 2,
+                output_tokens: 42,
+                prompt_tokens: 700
+            }
+        );
     }
 }

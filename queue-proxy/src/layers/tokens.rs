@@ -1,7 +1,9 @@
-//! Counts output tokens of OpenAI-style completions as the response streams by, so the
-//! autoscaler can scale language models on tokens per second. Streamed (`text/event-stream`)
-//! responses count one token per content chunk as it passes and are corrected by a final
-//! `usage` object when the server sends one; plain JSON responses count `usage.completion_tokens`.
+//! Counts the tokens of OpenAI-style completions as the response streams by, so the
+//! autoscaler can scale language models on tokens per second. Output tokens: streamed
+//! (`text/event-stream`) responses count one token per content chunk as it passes and are
+//! corrected by a final `usage` object when the server sends one; plain JSON responses count
+//! `usage.completion_tokens`. Prompt tokens (the prefill work) come only from `usage`, once per
+//! response: a stream that asked for no usage reports none.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -101,6 +103,7 @@ pub(crate) struct TokenCounter {
     buffer: BytesMut,
     /// Tokens already added to the recorder for this response.
     counted: u64,
+    prompt_counted: bool,
     overflowed: bool,
 }
 
@@ -111,6 +114,7 @@ impl TokenCounter {
             streamed,
             buffer: BytesMut::new(),
             counted: 0,
+            prompt_counted: false,
             overflowed: false,
         }
     }
@@ -120,10 +124,21 @@ impl TokenCounter {
         self.recorder.add_output_tokens(n);
     }
 
+    fn add_prompt(&mut self, body: &Value) {
+        if self.prompt_counted {
+            return;
+        }
+        if let Some(n) = usage_prompt_tokens(body) {
+            self.prompt_counted = true;
+            self.recorder.add_prompt_tokens(n);
+        }
+    }
+
     fn on_event(&mut self, data: &[u8]) {
         let Ok(event) = serde_json::from_slice::<Value>(data) else {
             return; // `[DONE]` and anything else that is not a chunk
         };
+        self.add_prompt(&event);
         if let Some(total) = usage_completion_tokens(&event) {
             // The server's own count is authoritative: move ours to it.
             if total > self.counted {
@@ -141,6 +156,10 @@ impl TokenCounter {
 
 fn usage_completion_tokens(v: &Value) -> Option<u64> {
     v.get("usage")?.get("completion_tokens")?.as_u64()
+}
+
+fn usage_prompt_tokens(v: &Value) -> Option<u64> {
+    v.get("usage")?.get("prompt_tokens")?.as_u64()
 }
 
 /// Whether a streamed choice carries output: `text` (completions) or `delta.content`.
@@ -185,6 +204,7 @@ impl Drop for TokenCounter {
                 if let Some(total) = usage_completion_tokens(&body) {
                     self.add(total);
                 }
+                self.add_prompt(&body);
             }
         }
     }
@@ -196,13 +216,19 @@ mod tests {
     use std::time::Instant;
 
     fn feed(streamed: bool, chunks: &[&str]) -> u64 {
+        feed_both(streamed, chunks).0
+    }
+
+    /// (output tokens, prompt tokens) counted from one response.
+    fn feed_both(streamed: bool, chunks: &[&str]) -> (u64, u64) {
         let recorder = Arc::new(StatsRecorder::new(Instant::now()));
         let mut counter = TokenCounter::new(recorder.clone(), streamed);
         for chunk in chunks {
             counter.on_data(&Bytes::copy_from_slice(chunk.as_bytes()));
         }
         drop(counter);
-        recorder.totals().1
+        let totals = recorder.totals();
+        (totals.output_tokens, totals.prompt_tokens)
     }
 
     #[test]
@@ -219,6 +245,8 @@ mod tests {
         let (a, b) = stream.split_at(77);
         let (b, c) = b.split_at(5);
         assert_eq!(feed(true, &[a, b, c]), 3);
+        // No usage in the stream: no prompt tokens are made up.
+        assert_eq!(feed_both(true, &[stream]), (3, 0));
     }
 
     #[test]
@@ -228,14 +256,25 @@ mod tests {
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n",
             "data: [DONE]\n\n"
         );
-        assert_eq!(feed(true, &[stream]), 2);
+        assert_eq!(feed_both(true, &[stream]), (2, 5));
+    }
+
+    #[test]
+    fn prompt_tokens_count_once_per_response() {
+        // Some servers repeat the usage object in more than one chunk.
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":1}}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        assert_eq!(feed_both(true, &[stream]), (2, 40));
     }
 
     #[test]
     fn plain_json_counts_usage() {
         let body = r#"{"id":"x","choices":[{"text":"hi"}],"usage":{"prompt_tokens":3,"completion_tokens":17,"total_tokens":20}}"#;
         let (a, b) = body.split_at(30);
-        assert_eq!(feed(false, &[a, b]), 17);
-        assert_eq!(feed(false, &["{not json"]), 0);
+        assert_eq!(feed_both(false, &[a, b]), (17, 3));
+        assert_eq!(feed_both(false, &["{not json"]), (0, 0));
     }
 }

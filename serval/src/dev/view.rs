@@ -41,10 +41,11 @@ impl LiveView {
                 if d.in_panic { " PANIC" } else { "" },
                 d.reason.as_str(),
                 format!(
-                    "conc {:.1} rps {:.1} tok/s {:.0}",
+                    "conc {:.1} rps {:.1} tok/s {:.0} prompt tok/s {:.0}",
                     d.observed.concurrency,
                     d.observed.requests_per_second,
-                    d.observed.tokens_per_second
+                    d.observed.tokens_per_second,
+                    d.observed.prompt_tokens_per_second
                 ),
             ),
             None => ("-".to_string(), "", "", String::new()),

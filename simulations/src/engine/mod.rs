@@ -13,7 +13,7 @@ use serval_api::Stat;
 
 use crate::policy::{Observation, Policy};
 use crate::trace::Request;
-use replica::Replica;
+use replica::{Replica, Tokens};
 
 /// The platform being simulated.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,8 +113,8 @@ struct Engine<'a> {
     replicas: BTreeMap<u64, Replica>,
     next_id: u64,
     ready_heap: BinaryHeap<Reverse<(Time, u64)>>,
-    /// (end, replica, output tokens)
-    completions: BinaryHeap<Reverse<(Time, u64, u32)>>,
+    /// (end, replica, the request's tokens)
+    completions: BinaryHeap<Reverse<(Time, u64, Tokens)>>,
     queue: VecDeque<usize>,
     held_area: f64,
     held_since: f64,
@@ -271,7 +271,10 @@ impl Engine<'_> {
         self.completions.push(Reverse((
             Time(now + request.service_s),
             id,
-            request.output_tokens,
+            Tokens {
+                output: request.output_tokens,
+                prompt: request.prompt_tokens,
+            },
         )));
     }
 

@@ -1,7 +1,15 @@
 //! One simulated replica: when it is ready, what it is serving, and the per-window numbers
-//! its queue-proxy would report (time-weighted concurrency, requests, output tokens).
+//! its queue-proxy would report (time-weighted concurrency, requests, output and prompt
+//! tokens).
 
 use serval_api::Stat;
+
+/// The tokens of one finished request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Tokens {
+    pub(super) output: u32,
+    pub(super) prompt: u32,
+}
 
 #[derive(Debug, Clone)]
 pub(super) struct Replica {
@@ -14,6 +22,7 @@ pub(super) struct Replica {
     since: f64,
     requests: u64,
     tokens: u64,
+    prompt_tokens: u64,
 }
 
 impl Replica {
@@ -26,6 +35,7 @@ impl Replica {
             since: now,
             requests: 0,
             tokens: 0,
+            prompt_tokens: 0,
         }
     }
 
@@ -49,10 +59,13 @@ impl Replica {
         self.requests += 1;
     }
 
-    pub(super) fn finish_request(&mut self, now: f64, tokens: u32) {
+    /// A request ends; its tokens are counted now, as the queue-proxy reads them from the
+    /// completion's usage.
+    pub(super) fn finish_request(&mut self, now: f64, tokens: Tokens) {
         self.settle(now);
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.tokens += u64::from(tokens);
+        self.tokens += u64::from(tokens.output);
+        self.prompt_tokens += u64::from(tokens.prompt);
     }
 
     /// The queue-proxy's report for the window that ends at `now`, which starts a new one.
@@ -64,11 +77,13 @@ impl Replica {
             average_concurrency: self.area / window_s,
             request_count: self.requests,
             output_tokens: self.tokens,
+            prompt_tokens: self.prompt_tokens,
             ..Stat::default()
         };
         self.area = 0.0;
         self.requests = 0;
         self.tokens = 0;
+        self.prompt_tokens = 0;
         stat
     }
 }

@@ -69,7 +69,8 @@ impl DeciderPolicy {
     /// Serval's autoscaler class with `cold_start_budget` (a share of requests), as a
     /// revision annotated with it gets it. Nothing else is set: the class learns keep-alive,
     /// pre-warm, target and scale-down delay from the traffic. For LLM traces the `tokens`
-    /// metric goes beside concurrency, its total a full replica's decode rate.
+    /// metric goes beside concurrency, its total a full replica's decode rate, with prompt
+    /// tokens at what their prefill costs in decode time.
     pub fn serval(context: &PolicyContext, cold_start_budget: f64) -> Self {
         Self::serval_with(context, cold_start_budget, &[])
     }
@@ -96,6 +97,9 @@ impl DeciderPolicy {
             annotations.push((annotations::serval::METRICS, "concurrency,tokens".into()));
             let full = f64::from(context.config.concurrency) * context.decode_tps;
             config.push(("tokens-target-default", format!("{full}")));
+            // A prompt token holds a slot for 1/prefill s, an output token for 1/decode s.
+            let cost = context.decode_tps / context.prefill_tps.max(1e-9);
+            config.push(("prompt-token-cost", format!("{cost}")));
         }
         Self::with_settings(context, &annotations, &config)
     }
@@ -113,7 +117,7 @@ impl DeciderPolicy {
 impl Policy for DeciderPolicy {
     fn tick(&mut self, o: &Observation<'_>) -> u32 {
         let at = self.at(o.now);
-        let pods = pod_sample(o.stats, o.ready);
+        let pods = pod_sample(o.stats, o.ready, self.decider.spec().prompt_token_cost);
         if !pods.is_empty() {
             self.windows.record(at, &pods);
             self.last_data = Some(o.now);

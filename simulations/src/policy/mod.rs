@@ -134,6 +134,8 @@ pub struct PolicyContext {
     pub llm: bool,
     /// Output tokens per second one sequence decodes, for the tokens target.
     pub decode_tps: f64,
+    /// Prompt tokens per second one sequence prefills, for the cost of a prompt token.
+    pub prefill_tps: f64,
 }
 
 /// Builds `kind` for one service's `requests`.

@@ -87,6 +87,7 @@ pub(super) fn read(
                         service_s,
                         first_token_s: 0.0,
                         output_tokens: 0,
+                        prompt_tokens: 0,
                     });
                 }
             }

@@ -23,6 +23,8 @@ pub struct Request {
     pub first_token_s: f64,
     /// Output tokens it produces (0 when the trace has none).
     pub output_tokens: u32,
+    /// Prompt tokens it prefills (0 when the trace has none).
+    pub prompt_tokens: u32,
 }
 
 /// The requests of one service (a model or a function), sorted by arrival.
@@ -100,6 +102,7 @@ impl ServiceModel {
             service_s: (first_token_s + decode_s).max(0.001),
             first_token_s,
             output_tokens: output,
+            prompt_tokens: prompt,
         }
     }
 }
