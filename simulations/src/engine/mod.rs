@@ -13,7 +13,7 @@ use serval_api::Stat;
 
 use crate::policy::{Observation, Policy};
 use crate::trace::Request;
-use replica::{Replica, Tokens};
+use replica::Replica;
 
 /// The platform being simulated.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,8 +113,8 @@ struct Engine<'a> {
     replicas: BTreeMap<u64, Replica>,
     next_id: u64,
     ready_heap: BinaryHeap<Reverse<(Time, u64)>>,
-    /// (end, replica, the request's tokens)
-    completions: BinaryHeap<Reverse<(Time, u64, Tokens)>>,
+    /// (end, replica, the request's prompt tokens)
+    completions: BinaryHeap<Reverse<(Time, u64, u32)>>,
     queue: VecDeque<usize>,
     held_area: f64,
     held_since: f64,
@@ -204,12 +204,12 @@ impl Engine<'_> {
     }
 
     fn complete(&mut self) {
-        let Some(Reverse((Time(now), id, tokens))) = self.completions.pop() else {
+        let Some(Reverse((Time(now), id, prompt_tokens))) = self.completions.pop() else {
             return;
         };
         self.advance(now);
         if let Some(replica) = self.replicas.get_mut(&id) {
-            replica.finish_request(now, tokens);
+            replica.finish_request(now, prompt_tokens);
             if replica.draining && replica.in_flight == 0 {
                 self.replicas.remove(&id);
             }
@@ -266,15 +266,12 @@ impl Engine<'_> {
         self.out.waits.push(wait);
         self.out.ttfts.push(wait + request.first_token_s);
         if let Some(replica) = self.replicas.get_mut(&id) {
-            replica.start_request(now);
+            replica.start_request(now, &request);
         }
         self.completions.push(Reverse((
             Time(now + request.service_s),
             id,
-            Tokens {
-                output: request.output_tokens,
-                prompt: request.prompt_tokens,
-            },
+            request.prompt_tokens,
         )));
     }
 
