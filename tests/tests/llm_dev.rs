@@ -217,8 +217,10 @@ async fn openai_clients_token_scaling_and_scale_to_zero_through_serval_dev() {
         .filter(|l| l.starts_with("default/smollm2 "))
         .cloned()
         .collect();
-    // The decision that scaled out names the tokens metric, and its line shows tokens/s. (The
-    // rate shown is the stable window's; the panic window that decided may be higher.)
+    // The decision that scaled out names the tokens metric, and its line shows the tokens it
+    // counted: output tokens/s, or prompt tokens/s when the last window held only the end
+    // of a stream (its usage). The rates shown are the last scrape's; the windows that
+    // decided may be higher.
     let number_after = |line: &str, key: &str| {
         line.split(key).nth(1).and_then(|r| {
             r.split_whitespace()
@@ -229,8 +231,9 @@ async fn openai_clients_token_scaling_and_scale_to_zero_through_serval_dev() {
         })
     };
     let scaled_on_tokens = view.iter().any(|l| {
+        let counted = |key| number_after(l, key).is_some_and(|t| t > 0.0);
         number_after(l, "tokens wants ").is_some_and(|n| n >= 2.0)
-            && number_after(l, "tok/s ").is_some_and(|t| t > 0.0)
+            && (counted("tok/s ") || counted("prompt tok/s "))
     });
     assert!(
         scaled_on_tokens,
