@@ -13,8 +13,31 @@ use serval_tests::runtime::{smollm2_dir, Runtime};
 
 const MODEL: &str = "smol";
 
-async fn start(extra: &[&str]) -> Runtime {
-    Runtime::start(MODEL, &smollm2_dir(), extra).await
+/// llama.cpp's threads spin while they wait for each other, so two runtimes of two threads
+/// each on a two-core machine fall to under a token a second (a CI run saw two of these
+/// tests make 574 and 530 tokens in 11 minutes). The tests take turns.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A runtime that holds the turn until it is dropped (after its process is stopped).
+struct OneAtATime {
+    runtime: Runtime,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for OneAtATime {
+    type Target = Runtime;
+
+    fn deref(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+async fn start(extra: &[&str]) -> OneAtATime {
+    let turn = TURN.lock().await;
+    OneAtATime {
+        runtime: Runtime::start(MODEL, &smollm2_dir(), extra).await,
+        _turn: turn,
+    }
 }
 
 async fn complete(url: &str, body: Value) -> Value {

@@ -290,6 +290,11 @@ impl<'m> Stepper<'m> {
     /// false once the queue is closed and nothing is left to do.
     fn admit(&mut self, queue: &mut mpsc::Receiver<Generation>) -> bool {
         loop {
+            // With every slot taken, a request stays in the queue, where it counts against
+            // `max_waiting`; taken out, it would make room for one more than the limit.
+            if self.next.is_none() && !self.running.is_empty() && self.slots.is_full() {
+                return true;
+            }
             let generation = match self.next.take() {
                 Some(g) => g,
                 None if self.running.is_empty() => match queue.blocking_recv() {
