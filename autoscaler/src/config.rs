@@ -27,9 +27,10 @@ impl ConfigError {
 /// Smallest target per pod Knative allows; a smaller one would ask for unbounded pods.
 pub(crate) const TARGET_MIN: f64 = 0.01;
 
-/// A replica prefills prompt tokens roughly ten times as fast as it decodes output tokens
-/// across its batch (vLLM on one GPU: ~10-20k prompt against ~1-3k output tokens/s), so a
-/// prompt token counts as a tenth of an output token unless the revision says otherwise.
+/// On a GPU a replica prefills a whole prompt in one compute-bound pass while decoding is
+/// bound by memory bandwidth, so prompt tokens go through roughly ten times as fast as output
+/// tokens; a prompt token counts as a tenth of one unless the revision says otherwise. Not
+/// measured here (no GPU); `bench/prompt_token_cost.py` measures a real server.
 pub(crate) const DEFAULT_PROMPT_TOKEN_COST: f64 = 0.1;
 
 /// Cluster-wide autoscaling settings. Per-revision annotations and KServe fields override
