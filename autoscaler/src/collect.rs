@@ -49,7 +49,7 @@ pub fn pod_sample(stats: &[Stat], ready_pods: u32, prompt_token_cost: f64) -> Me
             .iter()
             .filter_map(|s| {
                 let direct = s.request_count.saturating_sub(s.proxied_request_count);
-                per_second(direct, s.window_ms)
+                per_second(direct as f64, s.window_ms)
             })
             .collect(),
     );
@@ -59,7 +59,7 @@ pub fn pod_sample(stats: &[Stat], ready_pods: u32, prompt_token_cost: f64) -> Me
             .iter()
             .filter_map(|s| {
                 let prompt = s.prompt_tokens as f64 * prompt_token_cost.max(0.0);
-                per_second_f(s.output_tokens as f64 + prompt, s.window_ms)
+                per_second(s.output_tokens as f64 + prompt, s.window_ms)
             })
             .collect(),
     );
@@ -100,7 +100,7 @@ pub fn activator_sample(stats: &[Stat]) -> MetricSample {
     sample.set(ScaleMetric::Concurrency, concurrency);
     let rates: Vec<f64> = stats
         .iter()
-        .filter_map(|s| per_second(s.request_count, s.window_ms))
+        .filter_map(|s| per_second(s.request_count as f64, s.window_ms))
         .collect();
     if !rates.is_empty() {
         sample.set(ScaleMetric::Rps, rates.iter().sum());
@@ -113,12 +113,8 @@ fn finite(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
-/// A count over a window as a rate; a window of no length tells nothing.
-fn per_second(count: u64, window_ms: u64) -> Option<f64> {
-    per_second_f(count as f64, window_ms)
-}
-
-fn per_second_f(amount: f64, window_ms: u64) -> Option<f64> {
+/// An amount over a window as a rate; a window of no length tells nothing.
+fn per_second(amount: f64, window_ms: u64) -> Option<f64> {
     (window_ms > 0).then(|| amount * 1000.0 / window_ms as f64)
 }
 

@@ -249,8 +249,6 @@ struct Stepper<'m> {
     metrics: Arc<LlmMetrics>,
     slots: Slots,
     running: Vec<Sequence>,
-    /// The next request, taken from the queue but not yet admitted.
-    next: Option<Generation>,
     batch: LlamaBatch<'static>,
 }
 
@@ -272,7 +270,6 @@ impl<'m> Stepper<'m> {
             limits,
             metrics,
             running: Vec::new(),
-            next: None,
         }
     }
 
@@ -290,30 +287,26 @@ impl<'m> Stepper<'m> {
     /// false once the queue is closed and nothing is left to do.
     fn admit(&mut self, queue: &mut mpsc::Receiver<Generation>) -> bool {
         loop {
-            // With every slot taken, a request stays in the queue, where it counts against
-            // `max_waiting`; taken out, it would make room for one more than the limit.
-            if self.next.is_none() && !self.running.is_empty() && self.slots.is_full() {
+            // The slot first: a request stays in the queue, where it counts against
+            // `max_waiting`, until there is a slot for it.
+            let Some(id) = self.slots.admit() else {
                 return true;
-            }
-            let generation = match self.next.take() {
-                Some(g) => g,
-                None if self.running.is_empty() => match queue.blocking_recv() {
-                    Some(g) => g,
-                    None => return false,
-                },
-                None => match queue.try_recv() {
-                    Ok(g) => g,
-                    Err(_) => return true,
-                },
+            };
+            let received = if self.running.is_empty() {
+                queue.blocking_recv()
+            } else {
+                queue.try_recv().ok()
+            };
+            let Some(generation) = received else {
+                self.slots.release(id);
+                // Nothing waits: step what runs. Closed with nothing running: done.
+                return !self.running.is_empty();
             };
             if generation.events.is_closed() {
+                self.slots.release(id);
                 self.metrics.waiting.dec();
                 continue;
             }
-            let Some(id) = self.slots.admit() else {
-                self.next = Some(generation);
-                return true;
-            };
             self.metrics.waiting.dec();
             self.metrics
                 .prompt_tokens
