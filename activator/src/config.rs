@@ -56,6 +56,11 @@ pub struct Config {
     /// Name this activator reports its stats under.
     #[arg(long, env = "POD_NAME", default_value = "activator")]
     pub name: String,
+    /// A directory where pods on this machine also listen on a Unix socket, `<port>.sock`
+    /// for the pod on loopback port `<port>`; they are reached through it instead of over
+    /// loopback TCP (`serval dev` sets it). Unset: TCP only.
+    #[arg(long, env = "SERVAL_ACTIVATOR_LOCAL_SOCKETS")]
+    pub local_sockets: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -74,6 +79,7 @@ impl Config {
             drain_timeout: Duration::from_secs(30),
             serve_threads: 0,
             name: "activator".into(),
+            local_sockets: None,
         }
     }
 

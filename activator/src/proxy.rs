@@ -13,6 +13,7 @@ use http::uri::Authority;
 use http::{Request, Response};
 use serval_api::error_chain::error_chain;
 use serval_proxy::body::{ProxyBody, RequestBody};
+use serval_proxy::connect::LocalSockets;
 use serval_proxy::forward::{to_next_hop, Upstreams};
 use serval_proxy::reclaim::Reclaimable;
 use tower::Service;
@@ -33,10 +34,19 @@ pub(crate) struct ForwardError {
     pub(crate) unsent: Option<Request<RequestBody>>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Forward {
     // Shared, not cloned per request: every held request keeps a copy of its service.
     upstreams: Arc<Upstreams<Reclaimable>>,
+}
+
+impl Forward {
+    /// Forwards over TCP, or over the Unix socket `local` knows for a pod on this machine.
+    pub(crate) fn new(local: Option<LocalSockets>) -> Self {
+        Self {
+            upstreams: Arc::new(Upstreams::new(local)),
+        }
+    }
 }
 
 pub(crate) type ForwardFuture =

@@ -10,6 +10,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use serval_api::headers::REQUEST_ID;
 use serval_proxy::body::{BoxError, ProxyBody, RequestBody};
+use serval_proxy::connect::LocalSockets;
 use serval_proxy::serve::{serve_on_threads, ServeSettings};
 use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
@@ -70,7 +71,7 @@ fn request_span(
 }
 
 /// The activator's concerns, outermost first.
-fn stack(routes: Arc<RouteTable>, throttler: Arc<Throttler>, max_retries: u32) -> Stack {
+fn stack(routes: Arc<RouteTable>, throttler: Arc<Throttler>, config: &Config) -> Stack {
     let stack = ServiceBuilder::new()
         // Request id and forwarding headers first, so every answer carries the id.
         .layer(HeadersLayer)
@@ -81,8 +82,10 @@ fn stack(routes: Arc<RouteTable>, throttler: Arc<Throttler>, max_retries: u32) -
         // The service's rate limit: a refused request never takes a place in line.
         .layer(RateLimitLayer)
         // A slot on a pod, waiting at zero; a retry only when the request never left.
-        .layer(ThrottleLayer::new(throttler, routes, max_retries))
-        .service(Forward::default());
+        .layer(ThrottleLayer::new(throttler, routes, config.max_retries))
+        .service(Forward::new(
+            config.local_sockets.clone().map(LocalSockets::new),
+        ));
     BoxCloneSyncService::new(stack)
 }
 
@@ -129,7 +132,7 @@ impl Activator {
             config.report_interval,
             poke_rx,
         ));
-        let stack = stack(routes.clone(), throttler.clone(), config.max_retries);
+        let stack = stack(routes.clone(), throttler.clone(), &config);
         Ok(Self {
             config,
             routes,
@@ -190,13 +193,7 @@ impl Activator {
         };
         // Each thread forwards over a pool of its own, so a request and its upstream
         // connection stay on one thread.
-        let make_stack = || {
-            stack(
-                self.routes.clone(),
-                self.throttler.clone(),
-                self.config.max_retries,
-            )
-        };
+        let make_stack = || stack(self.routes.clone(), self.throttler.clone(), &self.config);
         serve_on_threads(
             listener,
             threads,

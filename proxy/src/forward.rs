@@ -9,11 +9,11 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::{BoxError, ProxyBody};
+use crate::connect::{Connector, LocalSockets};
 use crate::headers::strip_hop_by_hop;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,8 +22,8 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// One pool per protocol; share it behind an `Arc`: a client clone copies its builders.
 #[derive(Debug)]
 pub struct Upstreams<B> {
-    http1: Client<HttpConnector, B>,
-    http2: Client<HttpConnector, B>,
+    http1: Client<Connector, B>,
+    http2: Client<Connector, B>,
 }
 
 impl<B> Default for Upstreams<B>
@@ -33,16 +33,7 @@ where
     B::Error: Into<BoxError>,
 {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector.clone());
-        let http2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build(connector);
-        Self { http1, http2 }
+        Self::new(None)
     }
 }
 
@@ -52,6 +43,18 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    /// Pools that reach hops on this machine over their Unix sockets where `local` has one.
+    pub fn new(local: Option<LocalSockets>) -> Self {
+        let connector = Connector::new(CONNECT_TIMEOUT, local);
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector.clone());
+        let http2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        Self { http1, http2 }
+    }
+
     /// Sends a request readied by [`to_next_hop`]; the response body streams.
     pub async fn send(
         &self,

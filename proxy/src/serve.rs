@@ -21,7 +21,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
@@ -68,6 +69,40 @@ impl<S> Stack for S where
 {
 }
 
+/// The peer address a connection over a Unix socket carries: a hop on this machine.
+const LOCAL_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// Where [`serve`] accepts: a TCP listener, and optionally a Unix socket beside it for the
+/// hops on the same machine (see [`crate::connect`]).
+#[derive(Debug)]
+pub struct Listeners {
+    pub tcp: TcpListener,
+    pub unix: Option<UnixListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(tcp: TcpListener) -> Self {
+        Self { tcp, unix: None }
+    }
+}
+
+/// The next connection over the Unix socket, or never when there is none.
+async fn accept_unix(listener: Option<&UnixListener>) -> UnixStream {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
 /// The next connection; an accept that fails is logged and retried after a pause.
 async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
@@ -105,7 +140,7 @@ impl Connections {
     /// Serves one connection on the current runtime; `guard` is dropped when it ends.
     fn serve<S: Stack, G: Send + 'static>(
         &self,
-        stream: TcpStream,
+        stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
         peer: SocketAddr,
         stack: S,
         guard: G,
@@ -138,23 +173,27 @@ impl Connections {
     }
 }
 
-/// Serves `listener` with `stack` on the caller's runtime until `shutdown` completes; then
+/// Serves `listeners` with `stack` on the caller's runtime until `shutdown` completes; then
 /// stops accepting and finishes what is in flight.
 pub async fn serve<S: Stack>(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     stack: S,
     settings: ServeSettings,
     shutdown: impl Future<Output = ()>,
 ) {
+    let listeners = listeners.into();
     let connections = Connections::new(&settings);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            (stream, peer) = accept(&listener) => connections.serve(stream, peer, stack.clone(), ()),
+            (stream, peer) = accept(&listeners.tcp) => connections.serve(stream, peer, stack.clone(), ()),
+            stream = accept_unix(listeners.unix.as_ref()) => {
+                connections.serve(stream, LOCAL_PEER, stack.clone(), ());
+            }
             _ = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(listeners);
     connections.drain(settings.drain_timeout).await;
 }
 

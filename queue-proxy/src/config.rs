@@ -10,6 +10,10 @@ pub struct Config {
     /// Address that receives user traffic.
     #[arg(long, env = "SERVAL_QP_LISTEN", default_value = "0.0.0.0:8012")]
     pub listen: SocketAddr,
+    /// A Unix socket to accept user traffic on as well, for callers on the same machine
+    /// (`serval dev`'s activator); a stale socket file there is replaced. Unset: TCP only.
+    #[arg(long, env = "SERVAL_QP_LISTEN_UNIX")]
+    pub listen_unix: Option<std::path::PathBuf>,
     /// The runtime container's address.
     #[arg(long, env = "SERVAL_QP_UPSTREAM", default_value = "127.0.0.1:8080")]
     pub upstream: SocketAddr,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use serval_proxy::body::{ProxyBody, RequestBody};
-use serval_proxy::serve::{serve, ServeSettings};
+use serval_proxy::serve::{serve, Listeners, ServeSettings};
 use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
 use tower::util::BoxCloneService;
@@ -30,6 +30,12 @@ pub enum QueueProxyError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on the Unix socket {path}: {source}")]
+    BindUnix {
+        path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -141,17 +147,18 @@ impl QueueProxy {
         })
     }
 
-    /// Serves the user port on `listener` and the admin port on `admin` until `shutdown`
+    /// Serves the user port on `listeners` and the admin port on `admin` until `shutdown`
     /// completes; then fails readiness, keeps serving for the drain period, stops accepting,
     /// finishes what is in flight and returns.
     pub async fn serve(
         mut self,
-        listener: TcpListener,
+        listeners: impl Into<Listeners>,
         admin: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) {
+        let listeners = listeners.into();
         let admin_addr = admin.local_addr().unwrap_or(self.config.admin_listen);
-        let listen = listener.local_addr().unwrap_or(self.config.listen);
+        let listen = listeners.tcp.local_addr().unwrap_or(self.config.listen);
         let admin_router = admin::router(self.shared.clone());
         self.tasks.spawn(async move {
             if let Err(e) = axum::serve(admin, admin_router).await {
@@ -171,7 +178,7 @@ impl QueueProxy {
             tokio::time::sleep(drain_period).await;
         };
         serve(
-            listener,
+            listeners,
             self.stack.clone(),
             ServeSettings::default(),
             drained,
@@ -195,10 +202,29 @@ pub async fn run(
             .await
             .map_err(|source| QueueProxyError::Bind { addr, source })
     };
-    let listener = bind(config.listen).await?;
+    let tcp = bind(config.listen).await?;
     let admin = bind(config.admin_listen).await?;
+    let unix = config.listen_unix.clone().map(bind_unix).transpose()?;
+    let socket = config.listen_unix.clone();
     QueueProxy::start(config)?
-        .serve(listener, admin, shutdown)
+        .serve(Listeners { tcp, unix }, admin, shutdown)
         .await;
+    if let Some(path) = socket {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
+}
+
+/// Listens on the Unix socket `path`, replacing a socket a process that died left there
+/// (never a file of another kind).
+fn bind_unix(path: std::path::PathBuf) -> Result<tokio::net::UnixListener, QueueProxyError> {
+    use std::os::unix::fs::FileTypeExt;
+    let stale = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket());
+    if stale {
+        if let Err(source) = std::fs::remove_file(&path) {
+            return Err(QueueProxyError::BindUnix { path, source });
+        }
+    }
+    tokio::net::UnixListener::bind(&path)
+        .map_err(|source| QueueProxyError::BindUnix { path, source })
 }

@@ -20,6 +20,21 @@ async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
+/// Connected Unix sockets in `dir`: the kernel names an accepted connection by the
+/// listener's path.
+fn connected_unix_sockets(dir: &std::path::Path) -> usize {
+    const CONNECTED: &str = "03";
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() == 8 && fields[5] == CONNECTED && fields[7].starts_with(&prefix)
+        })
+        .count()
+}
+
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
@@ -43,6 +58,13 @@ async fn serves_like_the_runtime_scales_to_zero_and_back_and_stops_cleanly() {
         }
     }
     let through_activator = first.unwrap().json();
+    // The activator reached the replica's queue-proxy over its Unix socket, not loopback TCP.
+    let sockets = std::env::temp_dir().join(format!("serval-dev-{}.sockets", dev.child.id()));
+    assert!(
+        connected_unix_sockets(&sockets) > 0,
+        "no connection to a queue-proxy's socket in {}",
+        sockets.display()
+    );
 
     // The same model served directly by `serval runtime` answers the same.
     let direct = serval_tests::runtime::Runtime::start(
@@ -95,6 +117,7 @@ async fn serves_like_the_runtime_scales_to_zero_and_back_and_stops_cleanly() {
 
     let (code, children) = dev.interrupt_and_wait();
     assert_eq!(code, Some(0), "Ctrl-C exits cleanly");
+    assert!(!sockets.exists(), "{} left behind", sockets.display());
     assert!(!children.is_empty(), "a replica was running at Ctrl-C");
     for pid in children {
         assert!(!alive(pid), "replica process {pid} left behind");
@@ -306,6 +329,9 @@ async fn replicas_exit_when_serval_dev_is_killed_outright() {
         children.iter().all(|pid| !alive(*pid))
     })
     .await;
+    // A process killed outright cannot remove its replicas' socket directory.
+    let sockets = std::env::temp_dir().join(format!("serval-dev-{}.sockets", dev.child.id()));
+    let _ = std::fs::remove_dir_all(sockets);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

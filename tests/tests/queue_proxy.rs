@@ -329,3 +329,85 @@ async fn sigterm_during_load_loses_no_request() {
         "exits cleanly after finishing the {in_flight_at_close} requests in flight"
     );
 }
+
+/// One HTTP/1.1 request over the Unix socket at `path`; the whole response as text.
+async fn over_unix_socket(path: &std::path::Path, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_on_a_unix_socket_too_and_removes_it_at_exit() {
+    let dir = std::env::temp_dir().join(format!("serval-qp-socket-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("qp.sock");
+    // What a queue-proxy that was killed leaves behind.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+
+    let (upstream, state) = backend::start().await;
+    let listen_unix = format!("--listen-unix={}", socket.display());
+    let mut pod = start_proxy(upstream, &[&listen_unix, "--drain-period=0s"]).await;
+    let response = over_unix_socket(
+        &socket,
+        "POST /echo HTTP/1.1\r\nhost: pod\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("hello"), "{response}");
+    assert_eq!(state.served(), 1);
+    // The TCP port still answers.
+    let tcp = send(&http1(), "POST", &format!("{}/echo", pod.url), "again")
+        .await
+        .unwrap();
+    assert_eq!(tcp.body, "again");
+
+    pod.proxy.terminate();
+    let code = tokio::task::spawn_blocking(move || pod.proxy.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert!(!socket.exists(), "the socket is removed at exit");
+
+    // A file that is not a socket is never replaced: the proxy refuses to start and says why.
+    std::fs::write(&socket, "not a socket").unwrap();
+    let (port, admin_port) = (lease_port(), lease_port());
+    let mut refused = std::process::Command::new(queue_proxy_bin())
+        .args([
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--admin-listen=127.0.0.1:{admin_port}"),
+            format!("--upstream={upstream}"),
+            "--gpu=false".to_string(),
+            listen_unix,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = refused.kill();
+            panic!("the queue-proxy started on a path holding a regular file");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on the Unix socket {}",
+            socket.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use serval_proxy::connect::LocalSockets;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 
@@ -58,11 +59,13 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 const READINESS_POLL: Duration = Duration::from_millis(50);
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
-/// How a replica's queue-proxy is started: the program and the arguments before its flags.
+/// How a replica's queue-proxy is started: the program and the arguments before its flags,
+/// and where it also listens on a Unix socket for the activator on this machine.
 #[derive(Clone, Debug)]
 pub struct QueueProxyCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
+    pub local_sockets: Option<LocalSockets>,
 }
 
 impl QueueProxyCommand {
@@ -74,12 +77,22 @@ impl QueueProxyCommand {
             Self {
                 program: sidecar,
                 args: Vec::new(),
+                local_sockets: None,
             }
         } else {
             Self {
                 program: serval_bin.to_path_buf(),
                 args: vec!["queue-proxy".to_string()],
+                local_sockets: None,
             }
+        }
+    }
+
+    /// Each queue-proxy also listens on its socket in `local` (see [`LocalSockets`]).
+    pub fn with_local_sockets(self, local: LocalSockets) -> Self {
+        Self {
+            local_sockets: Some(local),
+            ..self
         }
     }
 }
@@ -190,6 +203,12 @@ impl ReplicaTask {
             // a replica before it drains it.
             "--drain-period=0s".to_string(),
         ]);
+        if let Some(local) = &self.queue_proxy.local_sockets {
+            proxy_args.push(format!(
+                "--listen-unix={}",
+                local.path(proxy_port).display()
+            ));
+        }
         proxy_args.extend(self.spec.queue_proxy_args.iter().cloned());
         let proxy = spawn(
             &self.queue_proxy.program,
