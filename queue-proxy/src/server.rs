@@ -165,7 +165,12 @@ impl QueueProxy {
                 tracing::error!(error = %e, "admin server stopped");
             }
         });
-        tracing::info!(%listen, upstream = %self.config.upstream, admin = %admin_addr,
+        let unix = self
+            .config
+            .listen_unix
+            .as_ref()
+            .map(|p| p.display().to_string());
+        tracing::info!(%listen, ?unix, upstream = %self.config.upstream, admin = %admin_addr,
             container_concurrency = self.config.container_concurrency, "queue-proxy serving");
         let (shared, drain_period) = (self.shared.clone(), self.config.drain_period);
         let drained = async move {
@@ -216,11 +221,15 @@ pub async fn run(
 }
 
 /// Listens on the Unix socket `path`, replacing a socket a process that died left there
-/// (never a file of another kind).
+/// (never a file of another kind, nor a socket that still answers).
 fn bind_unix(path: std::path::PathBuf) -> Result<tokio::net::UnixListener, QueueProxyError> {
     use std::os::unix::fs::FileTypeExt;
-    let stale = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket());
-    if stale {
+    let socket = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket());
+    if socket && std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        let source = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        return Err(QueueProxyError::BindUnix { path, source });
+    }
+    if socket {
         if let Err(source) = std::fs::remove_file(&path) {
             return Err(QueueProxyError::BindUnix { path, source });
         }

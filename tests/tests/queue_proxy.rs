@@ -340,6 +340,30 @@ async fn over_unix_socket(path: &std::path::Path, request: &str) -> String {
     response
 }
 
+/// Starts a queue-proxy that is expected to refuse to start; its exit and stderr.
+async fn refused_start(args: &[String]) -> (std::process::ExitStatus, String) {
+    let mut refused = std::process::Command::new(queue_proxy_bin())
+        .args(args)
+        .arg("--gpu=false")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = refused.kill();
+            panic!("the queue-proxy started with {args:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_on_a_unix_socket_too_and_removes_it_at_exit() {
     let dir = std::env::temp_dir().join(format!("serval-qp-socket-{}", std::process::id()));
@@ -352,6 +376,17 @@ async fn serves_on_a_unix_socket_too_and_removes_it_at_exit() {
     let (upstream, state) = backend::start().await;
     let listen_unix = format!("--listen-unix={}", socket.display());
     let mut pod = start_proxy(upstream, &[&listen_unix, "--drain-period=0s"]).await;
+    // A second proxy on the same socket is refused: the first one still answers there.
+    let (port, admin_port) = (lease_port(), lease_port());
+    let (status, stderr) = refused_start(&[
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--admin-listen=127.0.0.1:{admin_port}"),
+        format!("--upstream={upstream}"),
+        listen_unix.clone(),
+    ])
+    .await;
+    assert!(!status.success());
+    assert!(stderr.contains("address in use"), "{stderr}");
     let response = over_unix_socket(
         &socket,
         "POST /echo HTTP/1.1\r\nhost: pod\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
@@ -376,30 +411,13 @@ async fn serves_on_a_unix_socket_too_and_removes_it_at_exit() {
     // A file that is not a socket is never replaced: the proxy refuses to start and says why.
     std::fs::write(&socket, "not a socket").unwrap();
     let (port, admin_port) = (lease_port(), lease_port());
-    let mut refused = std::process::Command::new(queue_proxy_bin())
-        .args([
-            format!("--listen=127.0.0.1:{port}"),
-            format!("--admin-listen=127.0.0.1:{admin_port}"),
-            format!("--upstream={upstream}"),
-            "--gpu=false".to_string(),
-            listen_unix,
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = refused.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = refused.kill();
-            panic!("the queue-proxy started on a path holding a regular file");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = refused_start(&[
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--admin-listen=127.0.0.1:{admin_port}"),
+        format!("--upstream={upstream}"),
+        listen_unix,
+    ])
+    .await;
     assert!(!status.success());
     assert!(
         stderr.contains(&format!(
