@@ -109,6 +109,39 @@ pub fn activator_sample(stats: &[Stat]) -> MetricSample {
     sample
 }
 
+/// Two consecutive windows of one reporter as one: counts add up, averages are weighted by
+/// each window's length. For reports that arrive faster than they are recorded, so none is
+/// lost and none counts twice.
+pub(crate) fn merge_windows(earlier: &Stat, later: Stat) -> Stat {
+    let window_ms = earlier.window_ms.saturating_add(later.window_ms);
+    let weighted = |a: f64, b: f64| {
+        if window_ms == 0 {
+            b
+        } else {
+            (a * earlier.window_ms as f64 + b * later.window_ms as f64) / window_ms as f64
+        }
+    };
+    Stat {
+        window_ms,
+        average_concurrency: weighted(earlier.average_concurrency, later.average_concurrency),
+        average_proxied_concurrency: weighted(
+            earlier.average_proxied_concurrency,
+            later.average_proxied_concurrency,
+        ),
+        request_count: earlier.request_count.saturating_add(later.request_count),
+        proxied_request_count: earlier
+            .proxied_request_count
+            .saturating_add(later.proxied_request_count),
+        proxied_bytes: earlier.proxied_bytes.saturating_add(later.proxied_bytes),
+        output_tokens: earlier.output_tokens.saturating_add(later.output_tokens),
+        prompt_tokens: earlier.prompt_tokens.saturating_add(later.prompt_tokens),
+        held_request_count: earlier
+            .held_request_count
+            .saturating_add(later.held_request_count),
+        ..later
+    }
+}
+
 fn finite(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
 }
@@ -226,5 +259,30 @@ mod tests {
         assert_eq!(sample.get(ScaleMetric::Concurrency), Some(5.0));
         assert_eq!(sample.get(ScaleMetric::Rps), Some(3.0));
         assert!(activator_sample(&[]).is_empty());
+    }
+
+    #[test]
+    fn two_windows_of_one_reporter_merge_into_one_without_loss() {
+        let first = Stat {
+            window_ms: 1000,
+            average_concurrency: 2.0,
+            request_count: 10,
+            held_request_count: 4,
+            ..Stat::default()
+        };
+        let second = Stat {
+            window_ms: 3000,
+            average_concurrency: 6.0,
+            request_count: 30,
+            held_request_count: 1,
+            ..Stat::default()
+        };
+        let merged = merge_windows(&first, second);
+        assert_eq!(merged.window_ms, 4000);
+        assert_eq!(merged.average_concurrency, 5.0, "weighted by window length");
+        assert_eq!(merged.request_count, 40);
+        assert_eq!(merged.held_request_count, 5);
+        let sample = activator_sample(&[merged]);
+        assert_eq!(sample.get(ScaleMetric::Rps), Some(10.0));
     }
 }

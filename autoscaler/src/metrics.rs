@@ -128,6 +128,12 @@ impl MetricWindows {
         at.checked_duration_since(self.origin).map(|d| d.as_secs())
     }
 
+    /// The bucket `at` falls in: a caller that ticks more than once a second records each
+    /// source once per bucket, or the bucket would count it once per tick.
+    pub fn bucket_of(&self, at: Instant) -> Option<u64> {
+        self.second(at)
+    }
+
     /// Adds one source's totals measured at `at`. Sources reporting in the same second add
     /// up, so record the scraper's sample and each activator's once per tick.
     pub fn record(&mut self, at: Instant, sample: &MetricSample) {

@@ -210,3 +210,57 @@ async fn a_revision_of_servals_class_says_what_it_learned_in_the_view_and_metric
         "{metrics}"
     );
 }
+
+/// `desired` of `revision` as the autoscaler shows it.
+fn desired(autoscaler: &Autoscaler<Arc<RecordingScaler>>, revision: &str) -> Option<u32> {
+    autoscaler
+        .views()
+        .into_iter()
+        .find(|v| v.revision == revision)
+        .and_then(|v| v.desired)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_faster_than_a_second_count_each_report_once() {
+    // Ten ticks a second; a pod's /stats and an activator's report each describe one second.
+    let config = config();
+    let scaler = Arc::new(RecordingScaler::default());
+    let autoscaler = Autoscaler::new(config.clone(), scaler.clone());
+    // containerConcurrency 10: target 7 per pod, so a load of 14 asks for 2.
+    autoscaler.upsert_revision("default/scraped", spec(&config, 10));
+    autoscaler.upsert_revision("default/held", spec(&config, 10));
+    let load = Arc::new(AtomicU64::new(14_000));
+    autoscaler.set_pods(
+        "default/scraped",
+        vec![PodTarget {
+            name: "a".into(),
+            stats_url: stats_server(load).await,
+        }],
+    );
+    tokio::spawn(autoscaler.clone().run());
+    // One activator report, never repeated: 14 requests held through the last second.
+    let report = Stat {
+        pod_name: "activator-1".into(),
+        window_ms: 1000,
+        average_concurrency: 14.0,
+        request_count: 14,
+        held_request_count: 14,
+        ..Stat::default()
+    };
+    assert!(autoscaler.report_from_activator("default/held", report, 0));
+    wait_for(Duration::from_secs(5), || {
+        desired(&autoscaler, "default/scraped") == Some(2)
+            && desired(&autoscaler, "default/held") == Some(2)
+    })
+    .await;
+    // Counted once per tick instead, the same second would hold 14 several times over and
+    // ask for more within a few ticks: watch two seconds (twenty ticks) of decisions.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(2) {
+        for revision in ["default/scraped", "default/held"] {
+            let now = desired(&autoscaler, revision);
+            assert!(now.is_some_and(|d| d <= 2), "{revision}: desired {now:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

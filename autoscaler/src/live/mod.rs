@@ -18,7 +18,7 @@ pub use http::router;
 pub use scaler::{RecordingScaler, ScaleError, Scaler};
 pub use scrape::PodTarget;
 
-use crate::collect::{activator_sample, pod_sample, sample_size};
+use crate::collect::{activator_sample, merge_windows, pod_sample, sample_size};
 use crate::metrics::MetricWindows;
 use crate::{AutoscalerConfig, Decider, Decision, ScalingSpec};
 use scrape::Scraper;
@@ -34,11 +34,24 @@ struct Revision {
     decider: Decider,
     windows: MetricWindows,
     pods: Vec<PodTarget>,
-    activators: HashMap<String, (Stat, Instant, u32)>,
+    activators: HashMap<String, ActivatorReports>,
+    /// The metric bucket the last tick recorded into: ticks faster than once a second
+    /// record once per bucket.
+    recorded_bucket: Option<u64>,
     /// What the last scrape measured, extrapolated to the ready pods, for display.
     observed: Observed,
     last: Option<Decision>,
     actuated: Option<u32>,
+}
+
+/// One activator's reports for one revision.
+#[derive(Debug)]
+struct ActivatorReports {
+    /// Windows reported since the last recording tick, merged; each is recorded once.
+    unrecorded: Option<Stat>,
+    /// Requests it held at its last report, until that report expires.
+    queued: u32,
+    at: Instant,
 }
 
 /// The autoscaler shared by the tick loop, the HTTP API and in-process callers.
@@ -151,6 +164,7 @@ impl<S: Scaler> Autoscaler<S> {
                         windows,
                         pods: Vec::new(),
                         activators: HashMap::new(),
+                        recorded_bucket: None,
                         observed: Observed::default(),
                         last: None,
                         actuated: current_scale,
@@ -188,9 +202,21 @@ impl<S: Scaler> Autoscaler<S> {
         let Some(known) = revisions.get_mut(revision) else {
             return false;
         };
-        known
+        let now = Instant::now();
+        let reports = known
             .activators
-            .insert(stat.pod_name.clone(), (stat, Instant::now(), queued));
+            .entry(stat.pod_name.clone())
+            .or_insert(ActivatorReports {
+                unrecorded: None,
+                queued,
+                at: now,
+            });
+        reports.unrecorded = Some(match reports.unrecorded.take() {
+            Some(earlier) => merge_windows(&earlier, stat),
+            None => stat,
+        });
+        reports.queued = queued;
+        reports.at = now;
         true
     }
 
@@ -260,20 +286,28 @@ impl<S: Scaler> Autoscaler<S> {
             };
             let ready = r.pods.len() as u32;
             r.activators
-                .retain(|_, (_, at, _)| now.duration_since(*at) <= ACTIVATOR_REPORT_TTL);
-            let mut queued: u32 = r.activators.values().map(|(_, _, q)| *q).sum();
+                .retain(|_, a| now.duration_since(a.at) <= ACTIVATOR_REPORT_TTL);
+            let mut queued: u32 = r.activators.values().map(|a| a.queued).sum();
             if poked {
                 queued = queued.max(1);
             } else {
-                if !stats.is_empty() {
-                    let cost = r.decider.spec().prompt_token_cost;
-                    r.windows.record(now, &pod_sample(&stats, ready, cost));
-                }
                 r.observed = Observed::from_sample(&stats, ready);
-                let reports: Vec<Stat> = r.activators.values().map(|(s, _, _)| s.clone()).collect();
-                let from_activators = activator_sample(&reports);
-                if !from_activators.is_empty() {
-                    r.windows.record(now, &from_activators);
+                let bucket = r.windows.bucket_of(now);
+                if bucket.is_some() && bucket != r.recorded_bucket {
+                    r.recorded_bucket = bucket;
+                    if !stats.is_empty() {
+                        let cost = r.decider.spec().prompt_token_cost;
+                        r.windows.record(now, &pod_sample(&stats, ready, cost));
+                    }
+                    let reports: Vec<Stat> = r
+                        .activators
+                        .values_mut()
+                        .filter_map(|a| a.unrecorded.take())
+                        .collect();
+                    let from_activators = activator_sample(&reports);
+                    if !from_activators.is_empty() {
+                        r.windows.record(now, &from_activators);
+                    }
                 }
             }
             let decision = r.decider.decide(now, &r.windows, ready, queued);
