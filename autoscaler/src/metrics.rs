@@ -135,7 +135,7 @@ impl MetricWindows {
     }
 
     /// Adds one source's totals measured at `at`. Sources reporting in the same second add
-    /// up, so record the scraper's sample and each activator's once per tick.
+    /// up, so record the scraper's sample and each activator's once per bucket.
     pub fn record(&mut self, at: Instant, sample: &MetricSample) {
         for (metric, value) in sample.iter() {
             self.record_value(at, metric, value);
