@@ -329,9 +329,18 @@ async fn replicas_exit_when_serval_dev_is_killed_outright() {
         children.iter().all(|pid| !alive(*pid))
     })
     .await;
-    // A process killed outright cannot remove its replicas' socket directory.
+    // A process killed outright cannot remove its replicas' socket directory; the next
+    // `serval dev` does.
     let sockets = std::env::temp_dir().join(format!("serval-dev-{}.sockets", dev.child.id()));
-    let _ = std::fs::remove_dir_all(sockets);
+    assert!(sockets.exists(), "{} after SIGKILL", sockets.display());
+    let next = Dev::start(SHORT_WINDOWS, &["examples/xgboost-iris.yaml"]);
+    wait_until(Duration::from_secs(60), "the next serval dev up", || {
+        next.saw("xgboost-iris")
+    })
+    .await;
+    assert!(!sockets.exists(), "{} left behind", sockets.display());
+    let (code, _) = next.interrupt_and_wait();
+    assert_eq!(code, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -241,6 +241,9 @@ impl Drop for SocketsDir {
 /// paths would be too long for the kernel.
 fn replica_sockets(dir: &std::path::Path) -> Option<LocalSockets> {
     use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = dir.parent() {
+        remove_stale_socket_dirs(parent);
+    }
     let local = LocalSockets::new(dir);
     // A socket's path is at most 107 bytes on Linux.
     if local.path(u16::MAX).as_os_str().len() > 107 {
@@ -255,6 +258,34 @@ fn replica_sockets(dir: &std::path::Path) -> Option<LocalSockets> {
                 dir.display()
             );
             None
+        }
+    }
+}
+
+/// Removes the socket directories of `serval dev` processes that were killed outright
+/// (SIGKILL leaves no chance to): those whose process is gone, and one with this process's
+/// id, left by an earlier process that had it. Another user's cannot be removed (the temp
+/// dir is sticky), and are left.
+fn remove_stale_socket_dirs(temp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("serval-dev-"))
+            .and_then(|n| n.strip_suffix(".sockets"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A zombie is gone too: its parent has not collected it yet.
+        let gone = pid == std::process::id()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "));
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
