@@ -5,6 +5,7 @@
 mod in_process;
 mod manifests;
 mod platform;
+mod sockets;
 mod storage;
 mod view;
 
@@ -19,11 +20,11 @@ use serval_activator::{Activator, LocalEndpoints, PodEndpoint, RouteTable};
 use serval_autoscaler::live::{Autoscaler, PodTarget, ScaleError, Scaler};
 use serval_autoscaler::AutoscalerConfig;
 use serval_controller::local::{LocalPlatform, LocalReconciler, QueueProxyCommand, Supervisor};
-use serval_proxy::connect::LocalSockets;
 use serval_storage::ModelCache;
 
 use in_process::InProcessAutoscaler;
 use platform::DevPlatform;
+use sockets::SocketsDir;
 use view::ServiceRow;
 
 /// Flags of `serval dev`.
@@ -109,13 +110,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .log_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("serval-dev-{}", std::process::id())));
-    let sockets_dir =
-        std::env::temp_dir().join(format!("serval-dev-{}.sockets", std::process::id()));
-    let local_sockets = replica_sockets(&sockets_dir);
-    let _remove_sockets = SocketsDir(local_sockets.is_some().then(|| sockets_dir.clone()));
+    let sockets = SocketsDir::create(&std::env::temp_dir());
     let mut queue_proxy = QueueProxyCommand::beside(&serval_bin);
-    if let Some(local) = &local_sockets {
-        queue_proxy = queue_proxy.with_local_sockets(local.clone());
+    if let Some(sockets) = &sockets {
+        queue_proxy = queue_proxy.with_local_sockets(sockets.local_sockets());
     }
     let supervisor = Supervisor::new(queue_proxy, Some(log_dir.clone()));
     let autoscaler = Autoscaler::new(config.clone(), ProcessScaler(supervisor.clone()));
@@ -124,7 +122,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut activator_config = serval_activator::Config::new(args.listen);
     activator_config.domain = args.domain.clone();
     activator_config.serve_threads = args.activator_threads;
-    activator_config.local_sockets = local_sockets.is_some().then(|| sockets_dir.clone());
+    activator_config.local_sockets = sockets.as_ref().map(|s| s.path().to_path_buf());
     // Replicas are on loopback: probing a starting one often costs nothing and takes a
     // cold start's last wait from up to 200 ms down to 25 ms.
     activator_config.probe_period = Duration::from_millis(25);
@@ -223,71 +221,6 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     tasks.abort_all();
     supervisor.shutdown().await;
     Ok(())
-}
-
-/// Removes the replicas' socket directory however `serval dev` ends.
-struct SocketsDir(Option<PathBuf>);
-
-impl Drop for SocketsDir {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.0 {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// The directory where each replica's queue-proxy also listens on a Unix socket, which the
-/// activator reaches it through; none (loopback TCP) when it cannot be made or its sockets'
-/// paths would be too long for the kernel.
-fn replica_sockets(dir: &std::path::Path) -> Option<LocalSockets> {
-    use std::os::unix::fs::DirBuilderExt;
-    if let Some(parent) = dir.parent() {
-        remove_stale_socket_dirs(parent);
-    }
-    let local = LocalSockets::new(dir);
-    // A socket's path is at most 107 bytes on Linux.
-    if local.path(u16::MAX).as_os_str().len() > 107 {
-        return None;
-    }
-    // Only this user's processes may connect to the replicas through it.
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Some(local),
-        Err(e) => {
-            eprintln!(
-                "serval dev: replicas are reached over loopback TCP ({}: {e})",
-                dir.display()
-            );
-            None
-        }
-    }
-}
-
-/// Removes the socket directories of `serval dev` processes that were killed outright
-/// (SIGKILL leaves no chance to): those whose process is gone, and one with this process's
-/// id, left by an earlier process that had it. Another user's cannot be removed (the temp
-/// dir is sticky), and are left.
-fn remove_stale_socket_dirs(temp: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(temp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("serval-dev-"))
-            .and_then(|n| n.strip_suffix(".sockets"))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // A zombie is gone too: its parent has not collected it yet.
-        let gone = pid == std::process::id()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map_or(true, |stat| stat.contains(") Z "));
-        if gone {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 /// Keeps the activator's endpoints (every replica, so it can probe new ones itself) and the
