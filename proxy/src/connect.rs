@@ -35,6 +35,10 @@ impl LocalSockets {
         }
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The socket a hop on loopback `port` listens on besides its TCP port.
     pub fn path(&self, port: u16) -> PathBuf {
         self.dir.join(format!("{port}.sock"))

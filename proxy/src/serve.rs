@@ -87,6 +87,21 @@ impl From<TcpListener> for Listeners {
     }
 }
 
+/// Listens on the Unix socket `path`, replacing a socket that a process which died left
+/// there; never a file of another kind, nor a socket that still answers (`AddrInUse`).
+/// The caller removes the file when it stops listening.
+pub fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    let socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if socket && std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::from(std::io::ErrorKind::AddrInUse));
+    }
+    if socket {
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
 /// The next connection over the Unix socket, or never when there is none.
 async fn accept_unix(listener: Option<&UnixListener>) -> UnixStream {
     let Some(listener) = listener else {

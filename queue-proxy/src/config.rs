@@ -17,6 +17,11 @@ pub struct Config {
     /// The runtime container's address.
     #[arg(long, env = "SERVAL_QP_UPSTREAM", default_value = "127.0.0.1:8080")]
     pub upstream: SocketAddr,
+    /// A directory where a runtime on loopback port `P` may also listen on `P.sock`; the
+    /// runtime is reached through that socket when it exists, over TCP otherwise. Unset:
+    /// TCP only.
+    #[arg(long, env = "SERVAL_QP_LOCAL_SOCKETS")]
+    pub local_sockets: Option<std::path::PathBuf>,
     /// Address of the admin server (`/stats`, `/metrics`, `/healthz`, `/wait-for-drain`).
     #[arg(long, env = "SERVAL_QP_ADMIN_LISTEN", default_value = "0.0.0.0:9091")]
     pub admin_listen: SocketAddr,

@@ -11,6 +11,7 @@ use http::uri::Authority;
 use http::{Request, Response};
 use serval_api::error_chain::error_chain;
 use serval_proxy::body::{ProxyBody, RequestBody};
+use serval_proxy::connect::LocalSockets;
 use serval_proxy::forward::{authority, to_next_hop, Upstreams};
 use tower::Service;
 
@@ -26,10 +27,11 @@ pub(crate) struct Forward {
 }
 
 impl Forward {
-    pub(crate) fn new(upstream: SocketAddr) -> Self {
+    /// Forwards to `upstream`, through its Unix socket where `local` has one.
+    pub(crate) fn new(upstream: SocketAddr, local: Option<LocalSockets>) -> Self {
         Self {
             upstream: authority(upstream),
-            upstreams: Arc::default(),
+            upstreams: Arc::new(Upstreams::new(local)),
         }
     }
 }

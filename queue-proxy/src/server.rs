@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use serval_proxy::body::{ProxyBody, RequestBody};
+use serval_proxy::connect::LocalSockets;
 use serval_proxy::serve::{serve, Listeners, ServeSettings};
 use serval_proxy::trace_context::TraceLayer;
 use tokio::net::TcpListener;
@@ -77,7 +78,10 @@ fn stack(config: &Config, recorder: Arc<StatsRecorder>) -> Stack {
         ))
         // Count output tokens only of what the runtime actually answered.
         .layer(TokenCountLayer::new(recorder))
-        .service(Forward::new(config.upstream))
+        .service(Forward::new(
+            config.upstream,
+            config.local_sockets.as_ref().map(LocalSockets::new),
+        ))
         .boxed_clone()
 }
 
@@ -209,7 +213,15 @@ pub async fn run(
     };
     let tcp = bind(config.listen).await?;
     let admin = bind(config.admin_listen).await?;
-    let unix = config.listen_unix.clone().map(bind_unix).transpose()?;
+    let unix = match &config.listen_unix {
+        Some(path) => Some(serval_proxy::serve::bind_unix(path).map_err(|source| {
+            QueueProxyError::BindUnix {
+                path: path.clone(),
+                source,
+            }
+        })?),
+        None => None,
+    };
     let socket = config.listen_unix.clone();
     QueueProxy::start(config)?
         .serve(Listeners { tcp, unix }, admin, shutdown)
@@ -218,22 +230,4 @@ pub async fn run(
         let _ = std::fs::remove_file(path);
     }
     Ok(())
-}
-
-/// Listens on the Unix socket `path`, replacing a socket a process that died left there
-/// (never a file of another kind, nor a socket that still answers).
-fn bind_unix(path: std::path::PathBuf) -> Result<tokio::net::UnixListener, QueueProxyError> {
-    use std::os::unix::fs::FileTypeExt;
-    let socket = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket());
-    if socket && std::os::unix::net::UnixStream::connect(&path).is_ok() {
-        let source = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-        return Err(QueueProxyError::BindUnix { path, source });
-    }
-    if socket {
-        if let Err(source) = std::fs::remove_file(&path) {
-            return Err(QueueProxyError::BindUnix { path, source });
-        }
-    }
-    tokio::net::UnixListener::bind(&path)
-        .map_err(|source| QueueProxyError::BindUnix { path, source })
 }

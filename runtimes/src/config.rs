@@ -35,6 +35,10 @@ pub struct Config {
     /// REST port: KServe V1, Open Inference Protocol V2, `/metrics`.
     #[arg(long, env = "SERVAL_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
+    /// A Unix socket to serve REST on as well, for a queue-proxy on the same machine
+    /// (`serval dev`); a stale socket file there is replaced. Unset: TCP only.
+    #[arg(long, env = "SERVAL_HTTP_LISTEN_UNIX")]
+    pub http_listen_unix: Option<PathBuf>,
     /// gRPC port: `inference.GRPCInferenceService`.
     #[arg(long, env = "SERVAL_GRPC_PORT", default_value_t = 8081)]
     pub grpc_port: u16,
@@ -81,6 +85,7 @@ impl Config {
             model_format: None,
             bind_address: IpAddr::from([0, 0, 0, 0]),
             http_port: 8080,
+            http_listen_unix: None,
             grpc_port: 8081,
             max_body_bytes: 16 << 20,
             max_batch_size: 0,

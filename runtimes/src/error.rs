@@ -25,6 +25,12 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot listen on the Unix socket {}: {source}", path.display())]
+    BindUnix {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the {protocol} server stopped: {reason}")]
     Serve {
         protocol: &'static str,

@@ -22,6 +22,11 @@ fn request_span(method: &http::Method, uri: &http::Uri, _: &http::HeaderMap) -> 
     )
 }
 
+/// Completes once `rx` says stop: one shutdown signal, shared by several servers.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
 /// Loads the model, binds both ports, and serves until `shutdown` completes; then stops
 /// accepting and finishes the requests in flight. Nothing listens before the model has
 /// loaded, so a model that fails to load is never reported ready.
@@ -53,6 +58,7 @@ pub async fn run(
     };
     let http_listener = bind(config.http_port).await?;
     let grpc_listener = bind(config.grpc_port).await?;
+    let http_socket = bind_rest_socket(&config)?;
     tracing::info!(
         model = %config.model_name,
         platform = served.model.platform(),
@@ -68,12 +74,9 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
 
     let router = crate::http::router(served.clone()).layer(TraceLayer::server(request_span));
-    let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http = serve_rest(http_listener, http_socket, router, stopped(stop_rx.clone()));
     let grpc = tonic::transport::Server::builder()
         .layer(TraceLayer::server(request_span))
         .add_service(crate::grpc::service(served.clone()))
@@ -82,16 +85,69 @@ pub async fn run(
             stopped(stop_rx),
         );
     let (http, grpc) = tokio::join!(http, grpc);
-    http.map_err(|e| RuntimeError::Serve {
-        protocol: "REST",
-        reason: e.to_string(),
-    })?;
+    http?;
     grpc.map_err(|e| RuntimeError::Serve {
         protocol: "gRPC",
         reason: e.to_string(),
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the Unix socket REST is also served on, when one is configured; before anything
+/// is served, so that a refusal ends the process at once.
+pub(crate) fn bind_rest_socket(config: &Config) -> Result<Option<RestSocket>, RuntimeError> {
+    let Some(path) = &config.http_listen_unix else {
+        return Ok(None);
+    };
+    let listener =
+        serval_proxy::serve::bind_unix(path).map_err(|source| RuntimeError::BindUnix {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(Some(RestSocket {
+        listener,
+        path: path.clone(),
+    }))
+}
+
+/// A bound Unix socket for REST, and its file, removed once served.
+pub(crate) struct RestSocket {
+    listener: tokio::net::UnixListener,
+    path: std::path::PathBuf,
+}
+
+/// Serves `router` on `tcp` and on `unix` when there is one, until `shutdown` completes;
+/// then finishes the requests in flight on both and removes the socket file.
+pub(crate) async fn serve_rest(
+    tcp: TcpListener,
+    unix: Option<RestSocket>,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    let failed = |e: std::io::Error| RuntimeError::Serve {
+        protocol: "REST",
+        reason: e.to_string(),
+    };
+    let Some(unix) = unix else {
+        return axum::serve(tcp, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(failed);
+    };
+    tracing::info!(socket = %unix.path.display(), "REST also on a Unix socket");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let over_tcp =
+        axum::serve(tcp, router.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let over_unix = axum::serve(unix.listener, router).with_graceful_shutdown(stopped(stop_rx));
+    let (over_tcp, over_unix) = tokio::join!(over_tcp, over_unix);
+    let _ = std::fs::remove_file(&unix.path);
+    over_tcp.map_err(failed)?;
+    over_unix.map_err(failed)
 }
 
 #[cfg(feature = "llm")]

@@ -20,19 +20,20 @@ async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
-/// Connected Unix sockets in `dir`: the kernel names an accepted connection by the
-/// listener's path.
-fn connected_unix_sockets(dir: &std::path::Path) -> usize {
+/// The listening sockets in `dir` that have a connection: the kernel names an accepted
+/// connection by its listener's path.
+fn connected_unix_sockets(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
     const CONNECTED: &str = "03";
     let prefix = dir.to_string_lossy().into_owned();
     std::fs::read_to_string("/proc/net/unix")
         .unwrap_or_default()
         .lines()
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() == 8 && fields[5] == CONNECTED && fields[7].starts_with(&prefix)
+            (fields.len() == 8 && fields[5] == CONNECTED && fields[7].starts_with(&prefix))
+                .then(|| fields[7].to_string())
         })
-        .count()
+        .collect()
 }
 
 fn alive(pid: u32) -> bool {
@@ -58,11 +59,14 @@ async fn serves_like_the_runtime_scales_to_zero_and_back_and_stops_cleanly() {
         }
     }
     let through_activator = first.unwrap().json();
-    // The activator reached the replica's queue-proxy over its Unix socket, not loopback TCP.
+    // The activator reached the replica's queue-proxy, and the queue-proxy the model
+    // server, over their Unix sockets, not loopback TCP: two listeners with connections.
     let sockets = std::env::temp_dir().join(format!("serval-dev-{}.sockets", dev.child.id()));
-    assert!(
-        connected_unix_sockets(&sockets) > 0,
-        "no connection to a queue-proxy's socket in {}",
+    let connected = connected_unix_sockets(&sockets);
+    assert_eq!(
+        connected.len(),
+        2,
+        "connected sockets in {}: {connected:?}",
         sockets.display()
     );
 

@@ -225,3 +225,75 @@ fn a_model_that_cannot_load_names_the_file_and_never_serves() {
     assert!(line.contains("not a directory"), "{line}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// One HTTP/1.1 exchange over the Unix socket at `path`; the whole response.
+async fn over_unix_socket(path: &std::path::Path, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_on_a_unix_socket_too_which_is_removed_at_exit_and_never_taken_over() {
+    let dir = std::env::temp_dir().join(format!("serval-runtime-socket-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("runtime.sock");
+    // What a runtime that was killed leaves behind.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let flag = format!("--http-listen-unix={}", socket.display());
+    let model = serval_tests::repo_root().join("examples/models/iris-xgboost");
+    let mut runtime = Runtime::start("iris", &model, &[&flag]).await;
+
+    let body = r#"{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP32","data":[6.8,2.8,4.8,1.4]}]}"#;
+    let request = format!(
+        "POST /v2/models/iris/infer HTTP/1.1\r\nhost: runtime\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let over_socket = over_unix_socket(&socket, &request).await;
+    assert!(over_socket.starts_with("HTTP/1.1 200"), "{over_socket}");
+    let over_tcp = send(
+        &http1(),
+        "POST",
+        &format!("{}/v2/models/iris/infer", runtime.url),
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(over_tcp.status, 200, "{}", over_tcp.body);
+    let outputs =
+        |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap()["outputs"].clone();
+    let socket_body = over_socket.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(outputs(socket_body), outputs(&over_tcp.body));
+
+    // A second runtime on the same socket is refused while the first still answers there.
+    let line = start_fails(&model, &[&flag]);
+    assert!(
+        line.contains(&format!(
+            "cannot listen on the Unix socket {}",
+            socket.display()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("address in use"), "{line}");
+
+    runtime.process.terminate();
+    let code = tokio::task::spawn_blocking(move || {
+        runtime
+            .process
+            .wait_exit(std::time::Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0));
+    assert!(!socket.exists(), "the socket is removed at exit");
+
+    // A file that is not a socket is never replaced.
+    std::fs::write(&socket, "not a socket").unwrap();
+    let line = start_fails(&model, &[&flag]);
+    assert!(line.contains("cannot listen on the Unix socket"), "{line}");
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -54,13 +54,16 @@ pub struct ReplicaInfo {
 pub const EXIT_WITH_PARENT_ENV: &str = "SERVAL_EXIT_WITH_PARENT";
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Where `serval runtime` also serves REST (its `--http-listen-unix`).
+const RUNTIME_SOCKET_ENV: &str = "SERVAL_HTTP_LISTEN_UNIX";
 /// A replica that ran this long before dying is restarted without accumulated backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 const READINESS_POLL: Duration = Duration::from_millis(50);
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// How a replica's queue-proxy is started: the program and the arguments before its flags,
-/// and where it also listens on a Unix socket for the activator on this machine.
+/// and the directory of Unix sockets through which the activator reaches it and it reaches
+/// the model server, on this machine.
 #[derive(Clone, Debug)]
 pub struct QueueProxyCommand {
     pub program: PathBuf,
@@ -88,7 +91,8 @@ impl QueueProxyCommand {
         }
     }
 
-    /// Each queue-proxy also listens on its socket in `local` (see [`LocalSockets`]).
+    /// Each queue-proxy also listens on its socket in `local` (see [`LocalSockets`]), and
+    /// reaches its model server through the model server's socket there when it has one.
     pub fn with_local_sockets(self, local: LocalSockets) -> Self {
         Self {
             local_sockets: Some(local),
@@ -175,7 +179,7 @@ impl ReplicaTask {
                     .replace("{grpc_port}", &grpc_port.to_string())
             })
             .collect();
-        let env: Vec<(String, String)> = self
+        let mut env: Vec<(String, String)> = self
             .spec
             .runtime_env
             .iter()
@@ -187,6 +191,14 @@ impl ReplicaTask {
                 )
             })
             .collect();
+        if let Some(local) = &self.queue_proxy.local_sockets {
+            // `serval runtime` serves REST on this socket too and the queue-proxy uses it;
+            // any other model server ignores it and is reached over TCP.
+            env.push((
+                RUNTIME_SOCKET_ENV.to_string(),
+                local.path(http_port).display().to_string(),
+            ));
+        }
         let runtime = spawn(
             Path::new(program),
             &args,
@@ -204,10 +216,10 @@ impl ReplicaTask {
             "--drain-period=0s".to_string(),
         ]);
         if let Some(local) = &self.queue_proxy.local_sockets {
-            proxy_args.push(format!(
-                "--listen-unix={}",
-                local.path(proxy_port).display()
-            ));
+            proxy_args.extend([
+                format!("--listen-unix={}", local.path(proxy_port).display()),
+                format!("--local-sockets={}", local.dir().display()),
+            ]);
         }
         proxy_args.extend(self.spec.queue_proxy_args.iter().cloned());
         let proxy = spawn(

@@ -84,6 +84,7 @@ pub(crate) async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| RuntimeError::Bind { addr, source })?;
+    let socket = crate::server::bind_rest_socket(&config)?;
     tracing::info!(
         model = %config.model_name,
         file = %file.display(),
@@ -95,13 +96,7 @@ pub(crate) async fn serve(
         "language model server ready"
     );
     let router = http::router(state).layer(TraceLayer::server(request_span));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| RuntimeError::Serve {
-            protocol: "REST",
-            reason: e.to_string(),
-        })?;
+    crate::server::serve_rest(listener, socket, router, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
