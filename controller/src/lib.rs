@@ -6,6 +6,11 @@ pub mod kubernetes;
 pub mod local;
 pub mod rollout;
 
+/// The variable that tells `serval runtime` to serve REST on a Unix socket as well (its
+/// `--http-listen-unix`), which the replica's queue-proxy then reaches it through; other
+/// model servers ignore it and are reached over TCP.
+pub const RUNTIME_SOCKET_ENV: &str = "SERVAL_HTTP_LISTEN_UNIX";
+
 /// The queue-proxy flags that name the runtime's own metrics to scrape (queue depth,
 /// KV-cache usage), from a revision's annotations (its runtime's, then its own).
 pub fn runtime_metric_args(

@@ -86,12 +86,20 @@ impl Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         if let Some(path) = self.local.as_ref().and_then(|local| local.for_uri(&uri)) {
-            let timeout = self.timeout;
+            let (timeout, mut tcp) = (self.timeout, self.tcp.clone());
             return Box::pin(async move {
-                let stream = tokio::time::timeout(timeout, UnixStream::connect(&path))
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-                Ok(Stream::Unix(TokioIo::new(stream)))
+                match tokio::time::timeout(timeout, UnixStream::connect(&path)).await {
+                    Ok(Ok(stream)) => Ok(Stream::Unix(TokioIo::new(stream))),
+                    // A socket left by a process that died, or one this process may not
+                    // use: the hop's TCP port still answers.
+                    Ok(Err(e)) => {
+                        tracing::debug!(socket = %path.display(), error = %e, "over TCP instead");
+                        Ok(Stream::Tcp(tcp.call(uri).await?))
+                    }
+                    Err(_) => {
+                        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out").into())
+                    }
+                }
             });
         }
         let connecting = self.tcp.call(uri);

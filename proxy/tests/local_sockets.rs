@@ -73,6 +73,16 @@ async fn a_hop_with_a_socket_is_reached_through_it_and_others_over_tcp() {
     let tcp_only_port = tcp_only.local_addr().unwrap().port();
     tokio::spawn(serve(
         tcp_only,
+        stack.clone(),
+        ServeSettings::default(),
+        std::future::pending(),
+    ));
+    // A third whose socket was left by a process that died: nothing listens on it.
+    let stale = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stale_port = stale.local_addr().unwrap().port();
+    drop(std::os::unix::net::UnixListener::bind(local.path(stale_port)).unwrap());
+    tokio::spawn(serve(
+        stale,
         stack,
         ServeSettings::default(),
         std::future::pending(),
@@ -90,6 +100,11 @@ async fn a_hop_with_a_socket_is_reached_through_it_and_others_over_tcp() {
     assert_eq!(
         answer(&through_sockets, tcp_only_port, Version::HTTP_11).await,
         "tcp"
+    );
+    assert_eq!(
+        answer(&through_sockets, stale_port, Version::HTTP_11).await,
+        "tcp",
+        "a socket nobody listens on falls back to TCP"
     );
     let tcp_only = Upstreams::default();
     assert_eq!(answer(&tcp_only, port, Version::HTTP_11).await, "tcp");

@@ -100,11 +100,15 @@ pub(crate) fn bind_rest_socket(config: &Config) -> Result<Option<RestSocket>, Ru
     let Some(path) = &config.http_listen_unix else {
         return Ok(None);
     };
-    let listener =
-        serval_proxy::serve::bind_unix(path).map_err(|source| RuntimeError::BindUnix {
-            path: path.clone(),
-            source,
-        })?;
+    let failed = |source| RuntimeError::BindUnix {
+        path: path.clone(),
+        source,
+    };
+    let listener = serval_proxy::serve::bind_unix(path).map_err(failed)?;
+    // The queue-proxy may run as another user: whoever can reach the directory (the
+    // pod's own volume, `serval dev`'s private directory) may connect.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .map_err(failed)?;
     Ok(Some(RestSocket {
         listener,
         path: path.clone(),

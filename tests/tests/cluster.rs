@@ -381,6 +381,12 @@ fn serval_on_a_real_node() {
     assert_eq!(by_path.status, 200, "by path: {}", by_path.body);
     assert_eq!(outputs(&by_host.json()), expected, "by Host");
     assert_eq!(outputs(&by_path.json()), expected, "by path");
+    // The queue-proxy reached `serval runtime` over the socket in the pod's shared volume,
+    // not the pod's loopback TCP (its pooled connection is still open).
+    assert!(
+        queue_proxies_connected_to_the_runtime_socket() > 0,
+        "no queue-proxy has a connection to {RUNTIME_SOCKET}"
+    );
     steps.record(
         "helm install to the first prediction",
         install_started.elapsed(),
@@ -656,6 +662,35 @@ fn serval_on_a_real_node() {
     });
 
     steps.print();
+}
+
+/// Where `serval runtime` serves REST besides its port, in a pod's shared volume.
+const RUNTIME_SOCKET: &str = "/var/run/serval-sockets/8080.sock";
+
+/// Queue-proxies on this node whose pod has a connection accepted on [`RUNTIME_SOCKET`]:
+/// a pod's network namespace lists its Unix sockets in `/proc/<pid>/net/unix`, and the
+/// kernel names an accepted connection by its listener's path.
+fn queue_proxies_connected_to_the_runtime_socket() -> usize {
+    const CONNECTED: &str = "03";
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    processes
+        .flatten()
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == "serval-queue-pr")
+        })
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("net/unix"))
+                .unwrap_or_default()
+                .lines()
+                .any(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.len() == 8 && fields[5] == CONNECTED && fields[7] == RUNTIME_SOCKET
+                })
+        })
+        .count()
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {

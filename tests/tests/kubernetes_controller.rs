@@ -394,6 +394,28 @@ secrets:
         .unwrap()
         .contains(&json!("--request-timeout=60s")));
     assert_eq!(sidecar["readinessProbe"]["httpGet"]["path"], "/healthz");
+    // The queue-proxy reaches `serval runtime` through a socket in a volume both mount.
+    let sockets = json!({"name": "serval-sockets", "mountPath": "/var/run/serval-sockets"});
+    assert!(sidecar["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .contains(&sockets));
+    assert!(runtime["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .contains(&sockets));
+    assert!(sidecar["args"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("--local-sockets=/var/run/serval-sockets")));
+    assert!(runtime["env"].as_array().unwrap().contains(&json!({
+        "name": "SERVAL_HTTP_LISTEN_UNIX",
+        "value": "/var/run/serval-sockets/8080.sock"
+    })));
+    assert!(first["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"name": "serval-sockets", "emptyDir": {}})));
     // The model server stops only once the queue-proxy has drained; the queue-proxy
     // drains on its own SIGTERM.
     assert_eq!(

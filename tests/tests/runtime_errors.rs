@@ -252,6 +252,10 @@ async fn rest_on_a_unix_socket_too_which_is_removed_at_exit_and_never_taken_over
         "POST /v2/models/iris/infer HTTP/1.1\r\nhost: runtime\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+    // A sidecar running as another user may connect: the directory decides who can.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o666, "{mode:o}");
     let over_socket = over_unix_socket(&socket, &request).await;
     assert!(over_socket.starts_with("HTTP/1.1 200"), "{over_socket}");
     let over_tcp = send(

@@ -54,8 +54,6 @@ pub struct ReplicaInfo {
 pub const EXIT_WITH_PARENT_ENV: &str = "SERVAL_EXIT_WITH_PARENT";
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Where `serval runtime` also serves REST (its `--http-listen-unix`).
-const RUNTIME_SOCKET_ENV: &str = "SERVAL_HTTP_LISTEN_UNIX";
 /// A replica that ran this long before dying is restarted without accumulated backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 const READINESS_POLL: Duration = Duration::from_millis(50);
@@ -192,10 +190,8 @@ impl ReplicaTask {
             })
             .collect();
         if let Some(local) = &self.queue_proxy.local_sockets {
-            // `serval runtime` serves REST on this socket too and the queue-proxy uses it;
-            // any other model server ignores it and is reached over TCP.
             env.push((
-                RUNTIME_SOCKET_ENV.to_string(),
+                crate::RUNTIME_SOCKET_ENV.to_string(),
                 local.path(http_port).display().to_string(),
             ));
         }
