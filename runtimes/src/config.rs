@@ -35,8 +35,9 @@ pub struct Config {
     /// REST port: KServe V1, Open Inference Protocol V2, `/metrics`.
     #[arg(long, env = "SERVAL_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
-    /// A Unix socket to serve REST on as well, for a queue-proxy on the same machine
-    /// (`serval dev`); a stale socket file there is replaced. Unset: TCP only.
+    /// A Unix socket to serve REST on as well, for the queue-proxy beside it (`serval dev`
+    /// and Serval's revision pods set it); a stale socket file there is replaced. Unset:
+    /// TCP only.
     #[arg(long, env = "SERVAL_HTTP_LISTEN_UNIX")]
     pub http_listen_unix: Option<PathBuf>,
     /// gRPC port: `inference.GRPCInferenceService`.

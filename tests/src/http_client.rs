@@ -81,3 +81,14 @@ pub async fn send_with_headers(
 pub async fn get(client: &TestClient, url: &str) -> Result<Answer, String> {
     send(client, "GET", url, "").await
 }
+
+/// Writes `request` (raw HTTP/1.1, `connection: close`) to the Unix socket at `path`; the
+/// whole response, as read until the server closes.
+pub async fn over_unix_socket(path: &std::path::Path, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}

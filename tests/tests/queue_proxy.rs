@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serval_tests::http_client::{get, http1, http2, send};
+use serval_tests::http_client::{get, http1, http2, over_unix_socket, send};
 use serval_tests::{backend, eventually, lease_port, queue_proxy_bin, ServalProcess};
 
 struct Pod {
@@ -328,16 +328,6 @@ async fn sigterm_during_load_loses_no_request() {
         Some(0),
         "exits cleanly after finishing the {in_flight_at_close} requests in flight"
     );
-}
-
-/// One HTTP/1.1 request over the Unix socket at `path`; the whole response as text.
-async fn over_unix_socket(path: &std::path::Path, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }
 
 /// Starts a queue-proxy that is expected to refuse to start; its exit and stderr.

@@ -6,7 +6,7 @@ use serde_json::json;
 use serval_runtimes::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use serval_runtimes::proto::model_infer_request::InferInputTensor;
 use serval_runtimes::proto::{InferTensorContents, ModelInferRequest, ModelReadyRequest};
-use serval_tests::http_client::{get, http1, send};
+use serval_tests::http_client::{get, http1, over_unix_socket, send};
 use serval_tests::runtime::{ort_dylib, test_models, Runtime};
 use serval_tests::{lease_port, run_serval};
 
@@ -224,16 +224,6 @@ fn a_model_that_cannot_load_names_the_file_and_never_serves() {
     let line = start_fails(&dir.join("absent"), &[]);
     assert!(line.contains("not a directory"), "{line}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// One HTTP/1.1 exchange over the Unix socket at `path`; the whole response.
-async fn over_unix_socket(path: &std::path::Path, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
