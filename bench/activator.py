@@ -40,10 +40,13 @@ def latency(text, pct):
     m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", text, re.M)
     return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
 
-def wrk(url, conns, duration, host=None):
+def wrk(url, conns, duration, host=None, script=None):
+    """`script`: a wrk Lua script (for example a POST body) instead of plain GETs."""
     cmd = ["wrk", f"-t{1 if conns == 1 else 2}", f"-c{conns}", f"-d{duration}s", "--latency"]
     if host:
         cmd += ["-H", f"Host: {host}"]
+    if script:
+        cmd += ["-s", script]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),

@@ -50,10 +50,10 @@ def comm(pid):
         return "?"
 
 
-def measure(url, host, conns, duration, roles):
+def measure(url, host, conns, duration, roles, script=None):
     """wrk for `duration` seconds; req/s and, per role, CPU µs per request."""
     before = {role: sum(cpu_ticks(p) for p in pids) for role, pids in roles.items()}
-    r = bench.wrk(url, conns, duration, host)
+    r = bench.wrk(url, conns, duration, host, script)
     tick = os.sysconf("SC_CLK_TCK")
     requests = r["rps"] * duration
     cpu = {role: (sum(cpu_ticks(p) for p in pids) - before[role]) / tick / requests * 1e6

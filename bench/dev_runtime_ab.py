@@ -13,7 +13,7 @@ import argparse, os, statistics, subprocess, sys, tempfile, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import activator as bench  # noqa: E402  (free_port, wait_for, stop_all)
-from activator_ab import comm, cpu_ticks, descendants  # noqa: E402
+from activator_ab import comm, descendants, measure  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_DIR = os.path.join(ROOT, "examples", "models", "iris-xgboost")
@@ -37,18 +37,6 @@ WRK_SCRIPT = f"""wrk.method = "POST"
 wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def wrk(url, conns, duration, script, host=None):
-    cmd = ["wrk", f"-t{1 if conns == 1 else 2}", f"-c{conns}", f"-d{duration}s", "--latency",
-           "-s", script]
-    if host:
-        cmd += ["-H", f"Host: {host}"]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        sys.exit(f"non-2xx answers from {url}:\n{out}")
-    return {"rps": float(out.split("Requests/sec:")[1].split()[0]),
-            "p50": bench.latency(out, 50)}
 
 
 def answers(url, host=None):
@@ -102,15 +90,12 @@ def main():
                                  if comm(p) == "serval" and p != dev.pid]}
             paths.append((label or binary, url, HOST, roles))
         results = {label: [] for label, *_ in paths}
-        tick = os.sysconf("SC_CLK_TCK")
         for round_ in range(args.rounds):
             for label, url, host, roles in paths:
-                wrk(url, args.concurrency, 1, script, host)
-                before = {role: sum(cpu_ticks(p) for p in pids) for role, pids in roles.items()}
-                r = wrk(url, args.concurrency, args.duration, script, host)
-                requests = r["rps"] * args.duration
-                cpu = {role: (sum(cpu_ticks(p) for p in pids) - before[role]) / tick
-                       / requests * 1e6 for role, pids in roles.items()}
+                bench.wrk(url, args.concurrency, 1, host, script)
+                r, cpu = measure(url, host, args.concurrency, args.duration, roles, script)
+                if r["non2xx"]:
+                    sys.exit(f"{r['non2xx']} non-2xx answers from {url}")
                 results[label].append((r, cpu))
                 print(f"round {round_ + 1}/{args.rounds} {label}: {r['rps']:.0f} req/s",
                       file=sys.stderr, flush=True)

@@ -22,7 +22,19 @@ fn request_span(method: &http::Method, uri: &http::Uri, _: &http::HeaderMap) -> 
     )
 }
 
-/// Completes once `rx` says stop: one shutdown signal, shared by several servers.
+/// `shutdown` as a signal several servers can wait on.
+pub(crate) fn stop_signal(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
+}
+
+/// Completes once `rx` says stop.
 async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
@@ -69,14 +81,9 @@ pub async fn run(
         "model server ready"
     );
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-
+    let stop_rx = stop_signal(shutdown);
     let router = crate::http::router(served.clone()).layer(TraceLayer::server(request_span));
-    let http = serve_rest(http_listener, http_socket, router, stopped(stop_rx.clone()));
+    let http = serve_rest(http_listener, http_socket, router, stop_rx.clone());
     let grpc = tonic::transport::Server::builder()
         .layer(TraceLayer::server(request_span))
         .add_service(crate::grpc::service(served.clone()))
@@ -121,37 +128,30 @@ pub(crate) struct RestSocket {
     path: std::path::PathBuf,
 }
 
-/// Serves `router` on `tcp` and on `unix` when there is one, until `shutdown` completes;
-/// then finishes the requests in flight on both and removes the socket file.
+/// Serves `router` on `tcp` and on `unix` when there is one, until `stop` says so; then
+/// finishes the requests in flight on both and removes the socket file.
 pub(crate) async fn serve_rest(
     tcp: TcpListener,
     unix: Option<RestSocket>,
     router: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RuntimeError> {
-    let failed = |e: std::io::Error| RuntimeError::Serve {
+    let over_tcp = axum::serve(tcp, router.clone()).with_graceful_shutdown(stopped(stop.clone()));
+    let served = match unix {
+        None => over_tcp.await,
+        Some(unix) => {
+            tracing::info!(socket = %unix.path.display(), "REST also on a Unix socket");
+            let over_unix =
+                axum::serve(unix.listener, router).with_graceful_shutdown(stopped(stop));
+            let (over_tcp, over_unix) = tokio::join!(over_tcp, over_unix);
+            let _ = std::fs::remove_file(&unix.path);
+            over_tcp.and(over_unix)
+        }
+    };
+    served.map_err(|e| RuntimeError::Serve {
         protocol: "REST",
         reason: e.to_string(),
-    };
-    let Some(unix) = unix else {
-        return axum::serve(tcp, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(failed);
-    };
-    tracing::info!(socket = %unix.path.display(), "REST also on a Unix socket");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let over_tcp =
-        axum::serve(tcp, router.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let over_unix = axum::serve(unix.listener, router).with_graceful_shutdown(stopped(stop_rx));
-    let (over_tcp, over_unix) = tokio::join!(over_tcp, over_unix);
-    let _ = std::fs::remove_file(&unix.path);
-    over_tcp.map_err(failed)?;
-    over_unix.map_err(failed)
+    })
 }
 
 #[cfg(feature = "llm")]

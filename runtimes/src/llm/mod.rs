@@ -96,7 +96,8 @@ pub(crate) async fn serve(
         "language model server ready"
     );
     let router = http::router(state).layer(TraceLayer::server(request_span));
-    crate::server::serve_rest(listener, socket, router, shutdown).await?;
+    let stop = crate::server::stop_signal(shutdown);
+    crate::server::serve_rest(listener, socket, router, stop).await?;
     tracing::info!("stopped");
     Ok(())
 }
