@@ -28,8 +28,8 @@ pub struct SimulateArgs {
     /// The trace format; guessed from the file name when left out.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Policies to compare, comma-separated: kpa, serval, predictive, keepalive, hybrid,
-    /// peak. All when left out.
+    /// Policies to compare, comma-separated: kpa, serval, keepalive, hybrid, peak. All when
+    /// left out.
     #[arg(long, value_delimiter = ',')]
     pub policy: Vec<String>,
     /// Print a JSON array, one object per policy, instead of the table.

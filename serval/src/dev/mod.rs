@@ -2,7 +2,9 @@
 //! autoscaler and the controller's local reconciler in this process, and one queue-proxy +
 //! runtime process pair per replica. Editing a manifest rolls out a new revision.
 
+mod held_dir;
 mod in_process;
+mod logs;
 mod manifests;
 mod platform;
 mod sockets;
@@ -23,6 +25,7 @@ use serval_controller::local::{LocalPlatform, LocalReconciler, QueueProxyCommand
 use serval_storage::ModelCache;
 
 use in_process::InProcessAutoscaler;
+use logs::LogDir;
 use platform::DevPlatform;
 use sockets::SocketsDir;
 use view::ServiceRow;
@@ -106,10 +109,19 @@ pub(crate) fn autoscaler_config(path: Option<&PathBuf>) -> anyhow::Result<Autosc
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = autoscaler_config(args.config.as_ref())?;
     let serval_bin = std::env::current_exe().context("locating the serval binary")?;
-    let log_dir = args
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("serval-dev-{}", std::process::id())));
+    // Held until `serval dev` ends (the binding lives to the end of `run`), then left for
+    // reading.
+    let mut _held_log_dir = None;
+    let log_dir = match &args.log_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let held = LogDir::create(&std::env::temp_dir())
+                .map_err(|why| anyhow::anyhow!("making the replicas' log directory: {why}"))?;
+            let path = held.path().to_path_buf();
+            _held_log_dir = Some(held);
+            path
+        }
+    };
     let sockets = SocketsDir::create(&std::env::temp_dir());
     let mut queue_proxy = QueueProxyCommand::beside(&serval_bin);
     if let Some(sockets) = &sockets {
