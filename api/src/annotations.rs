@@ -264,8 +264,9 @@ impl Parser<'_> {
     }
 }
 
-/// `"1%"` or `"0.01"` as a fraction, within [0.001, 0.5].
-fn parse_share(value: &str) -> Option<f64> {
+/// `"1%"` or `"0.01"` as a fraction, within [0.001, 0.5]: how
+/// `serving.serval.dev/cold-start-budget` is read.
+pub fn parse_share(value: &str) -> Option<f64> {
     let share = match value.strip_suffix('%') {
         Some(percent) => percent.trim().parse::<f64>().ok()? / 100.0,
         None => value.parse::<f64>().ok()?,

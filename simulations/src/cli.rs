@@ -66,6 +66,11 @@ pub struct SimulateArgs {
     /// Azure Functions: the busiest functions instead of a spread.
     #[arg(long)]
     pub busiest: bool,
+    /// The `serval` policy's cold-start budget, as `serving.serval.dev/cold-start-budget`
+    /// takes it: a share of requests between 0.1% and 50%, like 5% or 0.05. Default: the
+    /// class's 2%. Not with --evaluate, which sweeps it.
+    #[arg(long)]
+    pub cold_start_budget: Option<String>,
     /// Write PNG plots here.
     #[arg(long)]
     pub plots: Option<PathBuf>,
@@ -89,6 +94,22 @@ fn policies(names: &[String]) -> Result<Vec<PolicyKind>, SimError> {
         }
     }
     Ok(out)
+}
+
+fn cold_start_budget(args: &SimulateArgs) -> Result<f64, SimError> {
+    let Some(value) = &args.cold_start_budget else {
+        return Ok(serval_autoscaler::DEFAULT_COLD_START_BUDGET);
+    };
+    if args.evaluate {
+        return Err(SimError::Usage(
+            "--cold-start-budget: --evaluate sweeps the budget; leave it out".into(),
+        ));
+    }
+    serval_api::annotations::parse_share(value.trim()).ok_or_else(|| {
+        SimError::Usage(format!(
+            "--cold-start-budget: expected a share between 0.1% and 50%, like 5% or 0.05, got {value:?}"
+        ))
+    })
 }
 
 fn model(args: &SimulateArgs) -> Result<ServiceModel, SimError> {
@@ -139,6 +160,7 @@ fn load_trace(
 
 /// Runs `serval simulate` and prints the results on stdout.
 pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
+    let cold_start_budget = cold_start_budget(args)?;
     if args.evaluate {
         return run_evaluation(args);
     }
@@ -158,6 +180,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
         llm: format.is_llm(),
         decode_tps: model.decode_tps,
         prefill_tps: model.prefill_tps,
+        cold_start_budget,
     };
     let total = trace.requests() as u64 * options.policies.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -186,12 +209,13 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
         println!("{json}");
     } else {
         println!(
-            "{} requests over {:.0} s in {} service(s); cold start {}, concurrency {}",
+            "{} requests over {:.0} s in {} service(s); cold start {}, concurrency {}; serval's cold-start budget {}%",
             trace.requests(),
             trace.span_s,
             trace.services.len(),
             args.cold_start,
-            concurrency
+            concurrency,
+            cold_start_budget * 100.0
         );
         print!("{}", table(&summaries));
     }

@@ -174,6 +174,8 @@ fn run_one(dataset: &Dataset, candidate: &Candidate) -> Summary {
         llm: dataset.llm,
         decode_tps: dataset.decode_tps,
         prefill_tps: dataset.prefill_tps,
+        // Each candidate carries its own budget.
+        cold_start_budget: serval_autoscaler::DEFAULT_COLD_START_BUDGET,
     };
     let outcomes: Vec<Outcome> = dataset
         .trace

@@ -15,6 +15,8 @@ pub struct RunOptions {
     pub llm: bool,
     pub decode_tps: f64,
     pub prefill_tps: f64,
+    /// The cold-start budget `serval` runs with.
+    pub cold_start_budget: f64,
 }
 
 /// One policy's results: the summary and, per second, replicas and load over all services.
@@ -37,6 +39,7 @@ pub fn compare(
         llm: options.llm,
         decode_tps: options.decode_tps,
         prefill_tps: options.prefill_tps,
+        cold_start_budget: options.cold_start_budget,
     };
     let mut done = 0u64;
     options

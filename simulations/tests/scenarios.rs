@@ -36,6 +36,7 @@ fn run_with(kind: PolicyKind, reqs: &[Request], span: f64, config: SimConfig) ->
         llm: false,
         decode_tps: 40.0,
         prefill_tps: 4000.0,
+        cold_start_budget: serval_autoscaler::DEFAULT_COLD_START_BUDGET,
     };
     let mut policy = build(kind, reqs, &context);
     simulate(reqs, span, &config, policy.as_mut(), &mut |_| {})
@@ -183,6 +184,7 @@ fn the_simulator_runs_the_live_autoscalers_decider() {
         llm: false,
         decode_tps: 40.0,
         prefill_tps: 4000.0,
+        cold_start_budget: serval_autoscaler::DEFAULT_COLD_START_BUDGET,
     };
     let kpa = DeciderPolicy::kpa(&context);
     assert_eq!(
@@ -201,6 +203,7 @@ fn serval_is_the_live_class_with_its_budget() {
         llm,
         decode_tps: 40.0,
         prefill_tps: 4000.0,
+        cold_start_budget: serval_autoscaler::DEFAULT_COLD_START_BUDGET,
     };
     let serval = DeciderPolicy::serval(&context(true), 0.01);
     let spec = serval.decider.spec();

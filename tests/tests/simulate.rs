@@ -161,3 +161,75 @@ fn evaluate_holds_each_trace_out_and_reports_it_beside_the_kpa() {
     assert!(stderr.contains("at least two"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_serval_policy_runs_at_the_budget_given() {
+    let dir = std::env::temp_dir().join(format!("serval-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let trace = dir.join("bursts.jsonl");
+    llm_trace(&trace, 20, 120, 3);
+    let trace = trace.to_string_lossy().to_string();
+    let serval_at = |budget: &str| {
+        let (code, stdout, stderr) = run_serval([
+            "simulate",
+            "--trace",
+            &trace,
+            "--policy",
+            "serval",
+            "--cold-start-budget",
+            budget,
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{budget}: {stderr}");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON array");
+        let cost = rows[0]["replica_seconds"]
+            .as_f64()
+            .expect("replica_seconds");
+        let cold = rows[0]["cold_starts"].as_f64().expect("cold_starts");
+        (cost, cold)
+    };
+    // A tight budget buys headroom; a loose one spends less and lets more requests wait.
+    let (tight_cost, tight_cold) = serval_at("0.5%");
+    let (loose_cost, loose_cold) = serval_at("0.4");
+    assert!(
+        tight_cost > loose_cost && tight_cold < loose_cold,
+        "0.5%: {tight_cost} replica-s, {tight_cold} cold; 40%: {loose_cost} replica-s, {loose_cold} cold"
+    );
+    // The default is the class's 2%.
+    let (code, default, _) = run_serval([
+        "simulate", "--trace", &trace, "--policy", "serval", "--json",
+    ]);
+    assert_eq!(code, 0);
+    let (_, two_percent, _) = run_serval([
+        "simulate",
+        "--trace",
+        &trace,
+        "--policy",
+        "serval",
+        "--cold-start-budget",
+        "2%",
+        "--json",
+    ]);
+    assert_eq!(default, two_percent);
+
+    for bad in ["0", "60%", "lots"] {
+        let (code, _, stderr) =
+            run_serval(["simulate", "--trace", &trace, "--cold-start-budget", bad]);
+        assert_eq!(code, 1, "{bad}");
+        assert!(
+            stderr.contains("--cold-start-budget") && stderr.contains(&format!("{bad:?}")),
+            "{bad}: {stderr}"
+        );
+    }
+    let (code, _, stderr) = run_serval([
+        "simulate",
+        "--evaluate",
+        "--trace",
+        &trace,
+        "--cold-start-budget",
+        "5%",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("sweeps the budget"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

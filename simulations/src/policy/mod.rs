@@ -136,16 +136,15 @@ pub struct PolicyContext {
     pub decode_tps: f64,
     /// Prompt tokens per second one sequence prefills, for the cost of a prompt token.
     pub prefill_tps: f64,
+    /// The cold-start budget `serval` runs with.
+    pub cold_start_budget: f64,
 }
 
 /// Builds `kind` for one service's `requests`.
 pub fn build(kind: PolicyKind, requests: &[Request], context: &PolicyContext) -> Box<dyn Policy> {
     match kind {
         PolicyKind::Kpa => Box::new(DeciderPolicy::kpa(context)),
-        PolicyKind::Serval => Box::new(DeciderPolicy::serval(
-            context,
-            serval_autoscaler::DEFAULT_COLD_START_BUDGET,
-        )),
+        PolicyKind::Serval => Box::new(DeciderPolicy::serval(context, context.cold_start_budget)),
         PolicyKind::Keepalive => Box::new(KeepAlive::new(KEEP_ALIVE_S)),
         PolicyKind::Hybrid => Box::new(Hybrid::new()),
         PolicyKind::Peak => Box::new(Peak(peak_replicas(requests, context.config.concurrency))),
