@@ -169,19 +169,24 @@ fn the_serval_policy_runs_at_the_budget_given() {
     let trace = dir.join("bursts.jsonl");
     llm_trace(&trace, 20, 120, 3);
     let trace = trace.to_string_lossy().to_string();
-    let serval_at = |budget: &str| {
-        let (code, stdout, stderr) = run_serval([
-            "simulate",
-            "--trace",
-            &trace,
-            "--policy",
-            "serval",
-            "--cold-start-budget",
-            budget,
-            "--json",
-        ]);
-        assert_eq!(code, 0, "{budget}: {stderr}");
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON array");
+    // `serval` alone, as JSON, with `budget` when given.
+    let serval_json = |budget: Option<&str>| {
+        let mut args = vec![
+            "simulate", "--trace", &trace, "--policy", "serval", "--json",
+        ];
+        args.extend(
+            budget
+                .map(|b| ["--cold-start-budget", b])
+                .into_iter()
+                .flatten(),
+        );
+        let (code, stdout, stderr) = run_serval(args);
+        assert_eq!(code, 0, "{budget:?}: {stderr}");
+        stdout
+    };
+    let cost_and_cold = |budget: &str| {
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&serval_json(Some(budget))).expect("JSON array");
         let cost = rows[0]["replica_seconds"]
             .as_f64()
             .expect("replica_seconds");
@@ -189,28 +194,14 @@ fn the_serval_policy_runs_at_the_budget_given() {
         (cost, cold)
     };
     // A tight budget buys headroom; a loose one spends less and lets more requests wait.
-    let (tight_cost, tight_cold) = serval_at("0.5%");
-    let (loose_cost, loose_cold) = serval_at("0.4");
+    let (tight_cost, tight_cold) = cost_and_cold("0.5%");
+    let (loose_cost, loose_cold) = cost_and_cold("0.4");
     assert!(
         tight_cost > loose_cost && tight_cold < loose_cold,
         "0.5%: {tight_cost} replica-s, {tight_cold} cold; 40%: {loose_cost} replica-s, {loose_cold} cold"
     );
     // The default is the class's 2%.
-    let (code, default, _) = run_serval([
-        "simulate", "--trace", &trace, "--policy", "serval", "--json",
-    ]);
-    assert_eq!(code, 0);
-    let (_, two_percent, _) = run_serval([
-        "simulate",
-        "--trace",
-        &trace,
-        "--policy",
-        "serval",
-        "--cold-start-budget",
-        "2%",
-        "--json",
-    ]);
-    assert_eq!(default, two_percent);
+    assert_eq!(serval_json(None), serval_json(Some("2%")));
 
     for bad in ["0", "60%", "lots"] {
         let (code, _, stderr) =
