@@ -208,14 +208,22 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
             .map_err(|e| SimError::Usage(format!("cannot encode JSON: {e}")))?;
         println!("{json}");
     } else {
+        let budget = if options.policies.contains(&PolicyKind::Serval) {
+            // Rounded to hundredths of a percent: 0.07 * 100 is not exactly 7.
+            format!(
+                "; serval's cold-start budget {}%",
+                (cold_start_budget * 1e4).round() / 1e2
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{} requests over {:.0} s in {} service(s); cold start {}, concurrency {}; serval's cold-start budget {}%",
+            "{} requests over {:.0} s in {} service(s); cold start {}, concurrency {}{budget}",
             trace.requests(),
             trace.span_s,
             trace.services.len(),
             args.cold_start,
-            concurrency,
-            cold_start_budget * 100.0
+            concurrency
         );
         print!("{}", table(&summaries));
     }
