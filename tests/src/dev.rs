@@ -1,6 +1,7 @@
 //! `serval dev` as the tests run it: the real binary on manifests, its live view
 //! collected line by line, its replicas found through /proc, Ctrl-C on drop.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +17,8 @@ pub struct Dev {
     _lease: PortLease,
     pub lines: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Its config and replica logs: removed when it is dropped, kept when a test fails.
+    dir: PathBuf,
 }
 
 impl Dev {
@@ -52,6 +55,7 @@ impl Dev {
             _lease: lease,
             lines,
             stderr,
+            dir,
         }
     }
 
@@ -179,5 +183,13 @@ impl Drop for Dev {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "serval dev's config and replica logs are kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

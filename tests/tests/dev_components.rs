@@ -597,4 +597,5 @@ async fn a_transformer_that_keeps_exiting_is_reported_and_never_skipped() {
         .await;
     assert_eq!(direct.json()["version"], "1");
     dev.interrupt_and_expect_clean_exit().await;
+    std::fs::remove_dir_all(dir).unwrap();
 }
