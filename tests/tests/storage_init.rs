@@ -889,11 +889,8 @@ fn an_oci_image_is_pulled_with_a_registry_token_and_its_models_tree_unpacked() {
         ("OCI_USERNAME".to_string(), "puller".to_string()),
         ("OCI_PASSWORD".to_string(), "not-the-password".to_string()),
     ];
-    let run = storage_init_with(
-        wrong,
-        password,
-        &[&uri, temp_dir("registry-denied").to_str().unwrap()],
-    );
+    let denied = temp_dir("registry-denied");
+    let run = storage_init_with(wrong, password, &[&uri, denied.to_str().unwrap()]);
     assert_eq!(run.code, 1);
     assert!(
         last_line(&run.stderr).contains("access denied"),
@@ -901,6 +898,7 @@ fn an_oci_image_is_pulled_with_a_registry_token_and_its_models_tree_unpacked() {
         run.stderr
     );
     assert!(!run.stderr.contains("not-the-password"));
+    std::fs::remove_dir_all(&denied).unwrap();
     std::fs::remove_dir_all(&dest).unwrap();
     std::fs::remove_dir_all(&root).unwrap();
 }
