@@ -94,17 +94,25 @@ def main():
                      "queue-proxy": [p for p in family if comm(p).startswith("serval-queue")],
                      "nginx": [p for p in family if comm(p) == "nginx"]}
             paths.append((label or binary, url, HOST, roles))
-        results = {label: [] for label, *_ in paths}
-        for round_ in range(args.rounds):
-            for label, url, host, roles in paths:
-                bench.wrk(url, args.concurrency, 1, host)
-                r, cpu = measure(url, host, args.concurrency, args.duration, roles)
-                results[label].append((r, cpu))
-                print(f"round {round_ + 1}/{args.rounds} {label}: {r['rps']:.0f} req/s",
-                      file=sys.stderr, flush=True)
-        report(results, args)
+        report(rounds(paths, args), args)
     finally:
         bench.stop_all(procs)
+
+
+def rounds(paths, args, script=None):
+    """Each round measures every (label, url, host, roles) path back to back, after a 1 s
+    warm-up; per label, each round's wrk result and CPU per request."""
+    results = {label: [] for label, *_ in paths}
+    for round_ in range(args.rounds):
+        for label, url, host, roles in paths:
+            bench.wrk(url, args.concurrency, 1, host, script)
+            r, cpu = measure(url, host, args.concurrency, args.duration, roles, script)
+            if r["non2xx"]:
+                sys.exit(f"{r['non2xx']} non-2xx answers from {url}")
+            results[label].append((r, cpu))
+            print(f"round {round_ + 1}/{args.rounds} {label}: {r['rps']:.0f} req/s",
+                  file=sys.stderr, flush=True)
+    return results
 
 
 def answers(url):
@@ -115,28 +123,37 @@ def answers(url):
         return False
 
 
-def report(results, args):
-    direct = results["direct"]
+def table_head(args, columns):
+    """The run's line and a Markdown header: path, req/s, vs direct, p50 added, `columns`."""
     print(f"concurrency {args.concurrency}, {args.rounds} rounds of {args.duration} s, "
           "medians (min–max)\n")
-    print("| path | req/s | vs direct | p50 added µs | activator CPU µs/req | queue-proxy CPU µs/req "
-          "| backend nginx CPU µs/req | activator CPU / nginx CPU |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, runs in results.items():
-        rps = statistics.median(r["rps"] for r, _ in runs)
-        ratios = [r["rps"] / d["rps"] for (r, _), (d, _) in zip(runs, direct)]
-        added = statistics.median((r["p50"] - d["p50"]) * 1000 for (r, _), (d, _) in zip(runs, direct))
+    print("| path | req/s | vs direct | p50 added µs | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * (3 + len(columns)))
 
-        def cell(role):
-            values = [cpu[role] for _, cpu in runs if role in cpu]
-            return f"{statistics.median(values):.1f}" if values else "-"
+
+def path_cells(runs, direct, roles):
+    """One path's req/s, ratio to direct, p50 added and each role's CPU µs per request."""
+    rps = statistics.median(r["rps"] for r, _ in runs)
+    ratios = [r["rps"] / d["rps"] for (r, _), (d, _) in zip(runs, direct)]
+    added = statistics.median((r["p50"] - d["p50"]) * 1000 for (r, _), (d, _) in zip(runs, direct))
+
+    def cpu_of(role):
+        values = [cpu[role] for _, cpu in runs if role in cpu]
+        return f"{statistics.median(values):.1f}" if values else "-"
+    return ([f"{rps:.0f}", f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f})",
+             f"{added:.0f}"] + [cpu_of(role) for role in roles])
+
+
+def report(results, args):
+    table_head(args, ["activator CPU µs/req", "queue-proxy CPU µs/req",
+                      "backend nginx CPU µs/req", "activator CPU / nginx CPU"])
+    for label, runs in results.items():
+        cells = path_cells(runs, results["direct"], ["activator", "queue-proxy", "nginx"])
         relative = [cpu["activator"] / cpu["nginx"] for _, cpu in runs
                     if "activator" in cpu and cpu.get("nginx")]
-        print(f"| {label} | {rps:.0f} | {statistics.median(ratios):.2f}x "
-              f"({min(ratios):.2f}–{max(ratios):.2f}) | {added:.0f} | {cell('activator')} | "
-              f"{cell('queue-proxy')} | {cell('nginx')} | "
-              + (f"{statistics.median(relative):.2f} ({min(relative):.2f}–{max(relative):.2f})"
-                 if relative else "-") + " |")
+        cells.append(f"{statistics.median(relative):.2f} ({min(relative):.2f}–{max(relative):.2f})"
+                     if relative else "-")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

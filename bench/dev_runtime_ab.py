@@ -9,11 +9,11 @@ activator, the queue-proxy and the runtime (utime + stime over the run).
 usage: bench/dev_runtime_ab.py [--rounds 8] [--duration 4] [--concurrency 32]
                                BINARY[:LABEL] ...
 """
-import argparse, os, statistics, subprocess, sys, tempfile, urllib.request
+import argparse, os, subprocess, sys, tempfile, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import activator as bench  # noqa: E402  (free_port, wait_for, stop_all)
-from activator_ab import comm, descendants, measure  # noqa: E402
+from activator_ab import comm, descendants, path_cells, rounds, table_head  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_DIR = os.path.join(ROOT, "examples", "models", "iris-xgboost")
@@ -89,40 +89,16 @@ def main():
                      "runtime": [p for p in family
                                  if comm(p) == "serval" and p != dev.pid]}
             paths.append((label or binary, url, HOST, roles))
-        results = {label: [] for label, *_ in paths}
-        for round_ in range(args.rounds):
-            for label, url, host, roles in paths:
-                bench.wrk(url, args.concurrency, 1, host, script)
-                r, cpu = measure(url, host, args.concurrency, args.duration, roles, script)
-                if r["non2xx"]:
-                    sys.exit(f"{r['non2xx']} non-2xx answers from {url}")
-                results[label].append((r, cpu))
-                print(f"round {round_ + 1}/{args.rounds} {label}: {r['rps']:.0f} req/s",
-                      file=sys.stderr, flush=True)
-        report(results, args)
+        report(rounds(paths, args, script), args)
     finally:
         bench.stop_all(procs)
 
 
 def report(results, args):
-    direct = results["direct"]
-    print(f"concurrency {args.concurrency}, {args.rounds} rounds of {args.duration} s, "
-          "medians (min–max)\n")
-    print("| path | req/s | vs direct | p50 added µs | activator CPU µs/req "
-          "| queue-proxy CPU µs/req | runtime CPU µs/req |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    roles = ["activator", "queue-proxy", "runtime"]
+    table_head(args, [f"{role} CPU µs/req" for role in roles])
     for label, runs in results.items():
-        rps = statistics.median(r["rps"] for r, _ in runs)
-        ratios = [r["rps"] / d["rps"] for (r, _), (d, _) in zip(runs, direct)]
-        added = statistics.median((r["p50"] - d["p50"]) * 1000
-                                  for (r, _), (d, _) in zip(runs, direct))
-
-        def cell(role):
-            values = [cpu[role] for _, cpu in runs if role in cpu]
-            return f"{statistics.median(values):.1f}" if values else "-"
-        print(f"| {label} | {rps:.0f} | {statistics.median(ratios):.2f}x "
-              f"({min(ratios):.2f}–{max(ratios):.2f}) | {added:.0f} | {cell('activator')} | "
-              f"{cell('queue-proxy')} | {cell('runtime')} |")
+        print(f"| {label} | " + " | ".join(path_cells(runs, results["direct"], roles)) + " |")
 
 
 if __name__ == "__main__":
