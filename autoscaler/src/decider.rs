@@ -153,7 +153,13 @@ impl Decider {
         };
         self.rules.apply(now, &self.spec, &mut decision, pods);
         if let Some(adaptive) = &mut self.adaptive {
-            adaptive.shape(now, &self.spec, &mut decision, ready_pods, activator_queued);
+            adaptive.shape(
+                now,
+                &self.spec,
+                &mut decision,
+                (ready_pods, current),
+                activator_queued,
+            );
         }
         self.last_desired = Some(decision.desired);
         decision

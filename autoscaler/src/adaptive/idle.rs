@@ -136,6 +136,8 @@ impl IdleHistory {
             .collect();
 
         let mut best: Option<(Candidate, ZeroPlan)> = None;
+        let mut capped: Option<(Candidate, ZeroPlan)> = None;
+        let cap = costs.evaluate(None, LEARNING_KEEP_ALIVE_S).replica_seconds;
         let mut consider = |prewarm_at_s: Option<f64>, keep_alive_s: f64| {
             let candidate = costs.evaluate(prewarm_at_s, keep_alive_s);
             let plan = ZeroPlan {
@@ -150,6 +152,15 @@ impl IdleHistory {
             if better {
                 best = Some((candidate, plan));
             }
+            if candidate.replica_seconds <= cap {
+                let better = match &capped {
+                    None => true,
+                    Some((current, _)) => candidate.better_than(current, -1.0),
+                };
+                if better {
+                    capped = Some((candidate, plan));
+                }
+            }
         };
         for &keep in &keep_alives {
             consider(None, keep);
@@ -157,7 +168,11 @@ impl IdleHistory {
                 consider(Some(prewarm), keep);
             }
         }
-        best.map_or_else(ZeroPlan::learning, |(_, plan)| plan)
+        match (best, capped) {
+            (Some((b, plan)), _) if b.cold <= allowed => plan,
+            (_, Some((_, plan))) => plan,
+            (best, None) => best.map_or_else(ZeroPlan::learning, |(_, plan)| plan),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //!
 //! Pure, like the decider: time comes in as `now`.
 
+mod backlog;
 mod idle;
 mod target;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::spec::{AdaptiveSettings, ScalingSpec};
 pub use idle::ZeroPlan;
 pub use target::TargetChoice;
 
+use backlog::ServiceTime;
 use idle::IdleHistory;
 use target::TargetSteer;
 
@@ -48,6 +50,9 @@ pub struct Prediction {
     pub target: TargetChoice,
     /// Seconds from asking for a replica at zero to it being ready (measured, or assumed).
     pub cold_start_s: f64,
+    /// Mean seconds a request spends in service, once enough were served without a
+    /// backlog; it sizes the replicas a backlog of held requests asks for.
+    pub service_time_s: Option<f64>,
     /// Idle gaps the plan was learned from.
     pub idle_gaps: usize,
     /// Seconds the revision has been idle, when it is.
@@ -74,6 +79,9 @@ impl Prediction {
             ));
         }
         out.push_str(&format!(", cold start {:.0}s", self.cold_start_s));
+        if let Some(service) = self.service_time_s {
+            out.push_str(&format!(", service {service:.2}s"));
+        }
         match self.plan.prewarm_at_s {
             Some(at) => out.push_str(&format!(
                 ", pre-warm {at:.0}s into an idle period, keep-alive {:.0}s",
@@ -120,6 +128,9 @@ pub(crate) struct Adaptive {
     waiting_since: Option<Instant>,
     cold_start_s: Option<f64>,
     target: TargetSteer,
+    service: ServiceTime,
+    /// Requests per second arriving, the larger of the stable and panic windows' averages.
+    arrival_rate: Option<f64>,
 }
 
 impl Adaptive {
@@ -134,6 +145,8 @@ impl Adaptive {
             waiting_since: None,
             cold_start_s: None,
             target: TargetSteer::new(settings.cold_start_budget * (1.0 - ZERO_SHARE)),
+            service: ServiceTime::default(),
+            arrival_rate: None,
         }
     }
 
@@ -173,6 +186,9 @@ impl Adaptive {
             .this_second(now, ScaleMetric::Concurrency)
             .unwrap_or(0.0);
         let rate = metrics.this_second(now, ScaleMetric::Rps).unwrap_or(0.0);
+        self.arrival_rate = metrics
+            .averages(now, ScaleMetric::Rps)
+            .map(|a| a.stable.max(a.panic));
         let busy = load > 0.0 || rate > 0.0 || queued > 0;
         let elapsed = elapsed_or_one(self.last_tick, now);
         let new_second = self.last_tick.is_none() || elapsed >= 1.0;
@@ -201,6 +217,7 @@ impl Adaptive {
             // held the load says nothing about the headroom needed.
             if new_second && queued == 0 && metrics.held_this_second(now) == 0.0 {
                 self.target.observe_load(load);
+                self.service.observe(load, rate);
             }
         } else if self.idle_since.is_none() && self.seen_busy {
             self.idle_since = Some(now);
@@ -235,6 +252,7 @@ impl Adaptive {
             plan: self.plan,
             target: self.target(),
             cold_start_s: self.cold_start(),
+            service_time_s: self.service.seconds(),
             idle_gaps: self.idle.len(),
             idle_for_s: self
                 .idle_since
@@ -242,16 +260,61 @@ impl Adaptive {
         }
     }
 
+    /// Limits a scale-up on concurrency to what the arrivals and the held requests need
+    /// (see [`backlog`]); never below `current`, the count already asked for.
+    fn limit_backlog(
+        &self,
+        spec: &ScalingSpec,
+        decision: &mut Decision,
+        current: u32,
+        queued: u32,
+    ) {
+        if decision.desired <= current || decision.winner != Some(ScaleMetric::Concurrency) {
+            return;
+        }
+        let (Some(service_s), Some(rate)) = (self.service.seconds(), self.arrival_rate) else {
+            return;
+        };
+        let Some(view) = decision.winning_metric() else {
+            return;
+        };
+        let slots = spec
+            .metrics
+            .iter()
+            .find(|m| m.metric == ScaleMetric::Concurrency)
+            .map_or(1.0, |m| m.total);
+        let needed = backlog::replicas_for(
+            rate,
+            service_s,
+            view.target,
+            f64::from(queued),
+            slots,
+            self.cold_start(),
+        );
+        let limit = needed.max(current);
+        if decision.desired > limit {
+            decision.desired = limit;
+            decision.reason = format!(
+                "{}; {rate:.2} req/s of {service_s:.2}s each and {queued} held need {needed}: \
+                 limited to {limit}",
+                decision.reason
+            );
+        }
+    }
+
     /// Replaces the KPA's scale-to-zero timing with the learned plan while the revision is
-    /// idle, and says what was predicted. Runs after the KPA's rules.
+    /// idle, limits scale-ups that count held requests as load, and says what was
+    /// predicted. Runs after the KPA's rules.
     pub(crate) fn shape(
         &mut self,
         now: Instant,
         spec: &ScalingSpec,
         decision: &mut Decision,
-        ready: u32,
+        pods: (u32, u32),
         queued: u32,
     ) {
+        let (ready, current) = pods;
+        self.limit_backlog(spec, decision, current, queued);
         let prediction = self.prediction(now);
         if let (Some(idle_for), 0) = (prediction.idle_for_s, queued) {
             let wanted = self.plan.replicas_at(idle_for);

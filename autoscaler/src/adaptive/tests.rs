@@ -34,6 +34,9 @@ fn idle_plans_for_known_traffic() {
     let periodic: Vec<f64> = (0..20).map(|i| 300.0 + f64::from(i % 3)).collect();
     let mut mostly_short: Vec<f64> = vec![5.0; 95];
     mostly_short.extend([2000.0; 5]);
+    let mut rare_with_two_short = vec![5000.0; 4];
+    rare_with_two_short.extend([2000.0; 4]);
+    rare_with_two_short.extend([30.0; 2]);
     let cases = [
         Case {
             // Every 5 minutes: started a cold start and a lead before the next call, held
@@ -75,6 +78,20 @@ fn idle_plans_for_known_traffic() {
             budget: 0.01,
             prewarm: None,
             keep_alive: (LEARNING_KEEP_ALIVE_S, LEARNING_KEEP_ALIVE_S),
+        },
+        Case {
+            // Gaps beyond the bound's hour are cold whatever the plan, so no plan fits
+            // the budget, and it is not chased at any price: holding a replica through
+            // the 2000 s gaps and the short ones would leave only the four long gaps
+            // cold, for over 16,000 replica-seconds. The plan spends no more than the
+            // learning keep-alive would (860), and within that the fewest cold starts:
+            // a pre-warm for the 2000 s gaps (6 cold, about 700).
+            name: "rare, budget out of reach",
+            gaps: rare_with_two_short,
+            requests_each: 1.0,
+            budget: 0.01,
+            prewarm: Some((1900.0, 1990.0)),
+            keep_alive: (2000.0, 2100.0),
         },
         Case {
             // Gaps far beyond the longest keep-alive: nothing fits the budget, so the
@@ -327,4 +344,65 @@ fn a_periodic_revision_is_prewarmed_before_its_calls() {
     let prediction = run.last.prediction.expect("the class predicts");
     assert!(prediction.plan.prewarm_at_s.is_some(), "{prediction:?}");
     assert!(run.last.reason.contains("pre-warm"), "{}", run.last.reason);
+}
+
+/// A class revision serving one request at a time, 0.5 s each at one a second, and the KPA
+/// beside it, meet a burst of ten requests that the activator holds while a replica
+/// starts. Returns what each asks for after four seconds of the backlog.
+fn burst_held_through_a_cold_start(spec: ScalingSpec) -> crate::Decision {
+    let base = Instant::now();
+    let mut windows = MetricWindows::new(base, &spec);
+    let mut decider = Decider::new(spec, base);
+    let mut decision = None;
+    for second in 0..125u64 {
+        let at = base + Duration::from_secs(second);
+        let mut pods = MetricSample::new();
+        pods.set(ScaleMetric::Concurrency, 0.5);
+        pods.set(ScaleMetric::Rps, 1.0);
+        windows.record(at, &pods);
+        let mut queued = 0;
+        if second >= 120 {
+            let mut activator = MetricSample::new();
+            activator.set(ScaleMetric::Concurrency, 10.0);
+            let arrived = if second == 120 { 10.0 } else { 0.0 };
+            activator.set(ScaleMetric::Rps, arrived);
+            activator.set_held_requests(arrived);
+            windows.record(at, &activator);
+            queued = 10;
+        }
+        decision = Some(decider.decide(at, &windows, 1, queued));
+    }
+    decision.expect("decided")
+}
+
+#[test]
+fn held_requests_ask_for_the_replicas_that_drain_them_not_one_each() {
+    let kpa = {
+        let component = ComponentExtensionSpec {
+            min_replicas: Some(0),
+            container_concurrency: Some(1),
+            ..Default::default()
+        };
+        ScalingSpec::from_annotations(
+            &component,
+            &Default::default(),
+            "a",
+            &AutoscalerConfig::default(),
+        )
+        .expect("valid")
+    };
+    let knative = burst_held_through_a_cold_start(kpa);
+    assert!(
+        knative.desired >= 10,
+        "the KPA counts the wait: {knative:?}"
+    );
+    let serval = burst_held_through_a_cold_start(serval_spec("2%"));
+    // About 2.5 requests a second (the burst in the panic window) of 0.5 s at the 90%
+    // target, and ten held requests of 0.5 s drained within a 10 s cold start: 2.
+    assert_eq!(serval.desired, 2, "{}", serval.reason);
+    assert!(
+        serval.reason.contains("10 held need 2"),
+        "{}",
+        serval.reason
+    );
 }

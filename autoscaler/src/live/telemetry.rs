@@ -44,17 +44,19 @@ struct ClassGauges {
     predicted_cold_share: FloatFamily,
     held_share: FloatFamily,
     cold_start: FloatFamily,
+    service_time: FloatFamily,
 }
 
 impl ClassGauges {
     fn register(&self, registry: &mut Registry) {
-        let gauges: [(&str, &str, &FloatFamily); 6] = [
+        let gauges: [(&str, &str, &FloatFamily); 7] = [
             ("class_target_utilization", "Serval's class: the target utilisation it learned", &self.target_utilisation),
             ("class_keep_alive_seconds", "Serval's class: seconds an idle revision keeps its last replica", &self.keep_alive),
             ("class_prewarm_seconds", "Serval's class: seconds into an idle period a replica is started again; absent without a pre-warm", &self.prewarm),
             ("class_predicted_cold_share", "Serval's class: share of requests the zero plan predicts cold, over the idle gaps seen", &self.predicted_cold_share),
             ("class_held_share", "Serval's class: share of requests the activators reported waiting for a replica (decaying)", &self.held_share),
             ("class_cold_start_seconds", "Serval's class: measured seconds from asking for a replica at zero to one being ready", &self.cold_start),
+            ("class_service_time_seconds", "Serval's class: mean seconds a request spends in service (load over rate without a backlog); sizes the replicas held requests ask for", &self.service_time),
         ];
         for (name, help, family) in gauges {
             registry.register(name, help, family.clone());
@@ -85,6 +87,9 @@ impl ClassGauges {
         self.cold_start
             .get_or_create(label)
             .set(prediction.cold_start_s);
+        if let Some(seconds) = prediction.service_time_s {
+            self.service_time.get_or_create(label).set(seconds);
+        }
     }
 
     fn forget(&self, label: &RevisionLabel) {
@@ -95,6 +100,7 @@ impl ClassGauges {
             &self.predicted_cold_share,
             &self.held_share,
             &self.cold_start,
+            &self.service_time,
         ] {
             family.remove(label);
         }
