@@ -131,6 +131,9 @@ pub(crate) struct Adaptive {
     service: ServiceTime,
     /// Requests per second arriving, the larger of the stable and panic windows' averages.
     arrival_rate: Option<f64>,
+    /// The last time requests were held: until it leaves the stable window, the windows'
+    /// concurrency counts their wait.
+    held_at: Option<Instant>,
 }
 
 impl Adaptive {
@@ -147,6 +150,7 @@ impl Adaptive {
             target: TargetSteer::new(settings.cold_start_budget * (1.0 - ZERO_SHARE)),
             service: ServiceTime::default(),
             arrival_rate: None,
+            held_at: None,
         }
     }
 
@@ -201,6 +205,9 @@ impl Adaptive {
             0.0
         };
         self.target.observe_held(now, held, requests);
+        if queued > 0 || metrics.held_this_second(now) > 0.0 {
+            self.held_at = Some(now);
+        }
         if new_second {
             self.last_tick = Some(now);
         }
@@ -260,16 +267,25 @@ impl Adaptive {
         }
     }
 
-    /// Limits a scale-up on concurrency to what the arrivals and the held requests need
-    /// (see [`backlog`]); never below `current`, the count already asked for.
+    /// Limits a scale-up on concurrency, while the windows still hold the wait of held
+    /// requests, to what the arrivals and the held requests need (see [`backlog`]); never
+    /// below `current`, the count already asked for. Without held requests the KPA's count
+    /// stands: a service time that grows with load shows in concurrency first.
     fn limit_backlog(
         &self,
+        now: Instant,
         spec: &ScalingSpec,
         decision: &mut Decision,
         current: u32,
         queued: u32,
     ) {
-        if decision.desired <= current || decision.winner != Some(ScaleMetric::Concurrency) {
+        let waits_counted = self
+            .held_at
+            .is_some_and(|at| now.saturating_duration_since(at) <= spec.stable_window);
+        if !waits_counted
+            || decision.desired <= current
+            || decision.winner != Some(ScaleMetric::Concurrency)
+        {
             return;
         }
         let (Some(service_s), Some(rate)) = (self.service.seconds(), self.arrival_rate) else {
@@ -314,7 +330,7 @@ impl Adaptive {
         queued: u32,
     ) {
         let (ready, current) = pods;
-        self.limit_backlog(spec, decision, current, queued);
+        self.limit_backlog(now, spec, decision, current, queued);
         let prediction = self.prediction(now);
         if let (Some(idle_for), 0) = (prediction.idle_for_s, queued) {
             let wanted = self.plan.replicas_at(idle_for);

@@ -346,22 +346,24 @@ fn a_periodic_revision_is_prewarmed_before_its_calls() {
     assert!(run.last.reason.contains("pre-warm"), "{}", run.last.reason);
 }
 
-/// A class revision serving one request at a time, 0.5 s each at one a second, and the KPA
-/// beside it, meet a burst of ten requests that the activator holds while a replica
-/// starts. Returns what each asks for after four seconds of the backlog.
-fn burst_held_through_a_cold_start(spec: ScalingSpec) -> crate::Decision {
+/// A class revision serving one request at a time, 0.5 s each at one a second (or the KPA
+/// beside it), then four seconds of either a burst of ten requests that the activator
+/// holds while a replica starts, or (`held` false) requests that take ten times as long
+/// with nothing held. Returns the last decision.
+fn four_seconds_after(spec: ScalingSpec, held: bool) -> crate::Decision {
     let base = Instant::now();
     let mut windows = MetricWindows::new(base, &spec);
     let mut decider = Decider::new(spec, base);
     let mut decision = None;
     for second in 0..125u64 {
         let at = base + Duration::from_secs(second);
+        let slow = !held && second >= 120;
         let mut pods = MetricSample::new();
-        pods.set(ScaleMetric::Concurrency, 0.5);
+        pods.set(ScaleMetric::Concurrency, if slow { 5.0 } else { 0.5 });
         pods.set(ScaleMetric::Rps, 1.0);
         windows.record(at, &pods);
         let mut queued = 0;
-        if second >= 120 {
+        if held && second >= 120 {
             let mut activator = MetricSample::new();
             activator.set(ScaleMetric::Concurrency, 10.0);
             let arrived = if second == 120 { 10.0 } else { 0.0 };
@@ -391,12 +393,12 @@ fn held_requests_ask_for_the_replicas_that_drain_them_not_one_each() {
         )
         .expect("valid")
     };
-    let knative = burst_held_through_a_cold_start(kpa);
+    let knative = four_seconds_after(kpa, true);
     assert!(
         knative.desired >= 10,
         "the KPA counts the wait: {knative:?}"
     );
-    let serval = burst_held_through_a_cold_start(serval_spec("2%"));
+    let serval = four_seconds_after(serval_spec("2%"), true);
     // About 2.5 requests a second (the burst in the panic window) of 0.5 s at the 90%
     // target, and ten held requests of 0.5 s drained within a 10 s cold start: 2.
     assert_eq!(serval.desired, 2, "{}", serval.reason);
@@ -405,4 +407,9 @@ fn held_requests_ask_for_the_replicas_that_drain_them_not_one_each() {
         "{}",
         serval.reason
     );
+    assert!(serval.reason.contains("service 0.50s"), "{}", serval.reason);
+    // Nothing held: the load is load, however long its requests now take.
+    let slower = four_seconds_after(serval_spec("2%"), false);
+    assert!(slower.desired >= 4, "{}", slower.reason);
+    assert!(!slower.reason.contains("held need"), "{}", slower.reason);
 }
