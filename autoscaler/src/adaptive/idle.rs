@@ -108,7 +108,9 @@ impl IdleHistory {
 
     /// The plan with the fewest idle replica-seconds whose cold starts from zero stay
     /// within `budget` (a share of requests), for replicas that take `cold_start_s` to
-    /// serve; when none does, the one with the fewest cold starts.
+    /// serve. When none does, a budget out of reach is not chased at any price: the one
+    /// with the fewest cold starts among those that cost no more than the learning
+    /// keep-alive would.
     pub(crate) fn plan(&self, budget: f64, cold_start_s: f64) -> ZeroPlan {
         if self.gaps.len() < GAPS_NEEDED {
             return ZeroPlan::learning();
