@@ -153,13 +153,7 @@ impl Decider {
         };
         self.rules.apply(now, &self.spec, &mut decision, pods);
         if let Some(adaptive) = &mut self.adaptive {
-            adaptive.shape(
-                now,
-                &self.spec,
-                &mut decision,
-                (ready_pods, current),
-                activator_queued,
-            );
+            adaptive.shape(now, &self.spec, &mut decision, pods);
         }
         self.last_desired = Some(decision.desired);
         decision

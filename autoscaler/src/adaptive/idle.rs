@@ -157,7 +157,7 @@ impl IdleHistory {
             if candidate.replica_seconds <= cap {
                 let better = match &capped {
                     None => true,
-                    Some((current, _)) => candidate.better_than(current, -1.0),
+                    Some((current, _)) => candidate.fewer_cold_than(current),
                 };
                 if better {
                     capped = Some((candidate, plan));
@@ -208,11 +208,14 @@ impl Candidate {
             (true, false) => true,
             (false, true) => false,
             (true, true) => self.replica_seconds < other.replica_seconds,
-            (false, false) => {
-                self.cold < other.cold
-                    || (self.cold == other.cold && self.replica_seconds < other.replica_seconds)
-            }
+            (false, false) => self.fewer_cold_than(other),
         }
+    }
+
+    /// Fewer cold starts, or as many for fewer replica-seconds.
+    fn fewer_cold_than(&self, other: &Candidate) -> bool {
+        self.cold < other.cold
+            || (self.cold == other.cold && self.replica_seconds < other.replica_seconds)
     }
 }
 

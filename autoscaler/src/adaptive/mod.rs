@@ -24,6 +24,7 @@ use serval_api::component::ScaleMetric;
 
 use crate::decision::Decision;
 use crate::metrics::MetricWindows;
+use crate::rules::PodCounts;
 use crate::spec::{AdaptiveSettings, ScalingSpec};
 
 pub use idle::ZeroPlan;
@@ -326,11 +327,10 @@ impl Adaptive {
         now: Instant,
         spec: &ScalingSpec,
         decision: &mut Decision,
-        pods: (u32, u32),
-        queued: u32,
+        pods: PodCounts,
     ) {
-        let (ready, current) = pods;
-        self.limit_backlog(now, spec, decision, current, queued);
+        let (ready, queued) = (pods.ready, pods.activator_queued);
+        self.limit_backlog(now, spec, decision, pods.current, queued);
         let prediction = self.prediction(now);
         if let (Some(idle_for), 0) = (prediction.idle_for_s, queued) {
             let wanted = self.plan.replicas_at(idle_for);
