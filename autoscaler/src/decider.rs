@@ -38,6 +38,12 @@ pub struct Decider {
     learned_utilisation: Option<f64>,
 }
 
+/// How long the KPA keeps the last replica after the last request: the stable window for
+/// the average to reach zero, then the grace period.
+fn kpa_keep_alive(spec: &ScalingSpec) -> Duration {
+    spec.stable_window + spec.scale_to_zero_grace_period
+}
+
 /// The bounds Knative puts on one step: never above `up`, never below `down`.
 struct StepLimits {
     up: f64,
@@ -52,7 +58,9 @@ impl Decider {
             scale_down_delay: delay_window(spec.scale_down_delay),
             delay: spec.scale_down_delay,
             learned_utilisation: None,
-            adaptive: spec.adaptive.map(Adaptive::new),
+            adaptive: spec
+                .adaptive
+                .map(|settings| Adaptive::new(settings, kpa_keep_alive(&spec))),
             spec,
             origin: now,
             panic_since: None,
@@ -83,8 +91,10 @@ impl Decider {
     /// Applies a changed spec from the next tick on.
     pub fn update_spec(&mut self, spec: ScalingSpec) {
         match (&mut self.adaptive, spec.adaptive) {
-            (Some(known), Some(settings)) => known.update(settings),
-            (known, settings) => *known = settings.map(Adaptive::new),
+            (Some(known), Some(settings)) => known.update(settings, kpa_keep_alive(&spec)),
+            (known, settings) => {
+                *known = settings.map(|settings| Adaptive::new(settings, kpa_keep_alive(&spec)))
+            }
         }
         self.spec = spec;
         self.set_delay(self.wanted_delay());
@@ -124,7 +134,7 @@ impl Decider {
     ) -> Decision {
         if let Some(adaptive) = &mut self.adaptive {
             adaptive.observe(now, metrics, ready_pods, activator_queued);
-            self.learned_utilisation = Some(adaptive.target().utilisation);
+            self.learned_utilisation = adaptive.target().utilisation;
             self.set_delay(self.wanted_delay());
         }
         let views = self.evaluate(now, metrics, ready_pods);

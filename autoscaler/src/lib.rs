@@ -28,7 +28,4 @@ pub use decider::Decider;
 pub use decision::{Decision, MetricDecision};
 pub use metrics::{Aggregation, MetricSample, MetricWindows, WindowAverages};
 pub use serval_api::component::ScaleMetric;
-pub use spec::{
-    AdaptiveSettings, MetricTarget, ScalingSpec, DEFAULT_COLD_START_BUDGET,
-    METRIC_AGGREGATION_ALGORITHM,
-};
+pub use spec::{AdaptiveSettings, MetricTarget, ScalingSpec, METRIC_AGGREGATION_ALGORITHM};

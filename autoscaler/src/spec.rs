@@ -69,12 +69,12 @@ pub struct ScalingSpec {
 /// What a user of Serval's class states; the rest is learned from the traffic.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdaptiveSettings {
-    /// Share of requests allowed to wait for a replica (cold starts and scale-ups).
-    pub cold_start_budget: f64,
+    /// Share of requests allowed to wait for a replica (cold starts and scale-ups). `None`
+    /// when the user states none: the class then trades nothing, and keeps the KPA's
+    /// behaviour except where the revision's own history shows a change that is better on
+    /// both counts.
+    pub cold_start_budget: Option<f64>,
 }
-
-/// The budget when `serving.serval.dev/cold-start-budget` is not set.
-pub const DEFAULT_COLD_START_BUDGET: f64 = 0.02;
 
 impl ScalingSpec {
     /// Resolves a revision's settings. Precedence, as in KServe on Knative: the component's
@@ -183,13 +183,11 @@ impl ScalingSpec {
             prompt_token_cost: annotations
                 .prompt_token_cost
                 .unwrap_or(config.prompt_token_cost),
-            adaptive: (annotations.class.as_deref() == Some(knative::CLASS_SERVAL)).then(|| {
+            adaptive: (annotations.class.as_deref() == Some(knative::CLASS_SERVAL)).then_some(
                 AdaptiveSettings {
-                    cold_start_budget: annotations
-                        .cold_start_budget
-                        .unwrap_or(DEFAULT_COLD_START_BUDGET),
-                }
-            }),
+                    cold_start_budget: annotations.cold_start_budget,
+                },
+            ),
         }
     }
 

@@ -67,8 +67,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub busiest: bool,
     /// The `serval` policy's cold-start budget, as `serving.serval.dev/cold-start-budget`
-    /// takes it: a share of requests between 0.1% and 50%, like 5% or 0.05. Default: the
-    /// class's 2%. Not with --evaluate, which sweeps it.
+    /// takes it: a share of requests between 0.1% and 50%, like 5% or 0.05. Default: none,
+    /// as for a revision that only names the class. Not with --evaluate, which sweeps it.
     #[arg(long)]
     pub cold_start_budget: Option<String>,
     /// Write PNG plots here.
@@ -96,9 +96,9 @@ fn policies(names: &[String]) -> Result<Vec<PolicyKind>, SimError> {
     Ok(out)
 }
 
-fn cold_start_budget(args: &SimulateArgs) -> Result<f64, SimError> {
+fn cold_start_budget(args: &SimulateArgs) -> Result<Option<f64>, SimError> {
     let Some(value) = &args.cold_start_budget else {
-        return Ok(serval_autoscaler::DEFAULT_COLD_START_BUDGET);
+        return Ok(None);
     };
     if args.evaluate {
         return Err(SimError::Usage(
@@ -110,6 +110,7 @@ fn cold_start_budget(args: &SimulateArgs) -> Result<f64, SimError> {
             "--cold-start-budget: expected a share between 0.1% and 50%, like 5% or 0.05, got {value:?}"
         ))
     })
+    .map(Some)
 }
 
 fn model(args: &SimulateArgs) -> Result<ServiceModel, SimError> {
@@ -208,14 +209,14 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimError> {
             .map_err(|e| SimError::Usage(format!("cannot encode JSON: {e}")))?;
         println!("{json}");
     } else {
-        let budget = if options.policies.contains(&PolicyKind::Serval) {
+        let budget = match cold_start_budget {
+            _ if !options.policies.contains(&PolicyKind::Serval) => String::new(),
             // Rounded to hundredths of a percent: 0.07 * 100 is not exactly 7.
-            format!(
+            Some(budget) => format!(
                 "; serval's cold-start budget {}%",
-                (cold_start_budget * 1e4).round() / 1e2
-            )
-        } else {
-            String::new()
+                (budget * 1e4).round() / 1e2
+            ),
+            None => "; serval without a cold-start budget".to_string(),
         };
         println!(
             "{} requests over {:.0} s in {} service(s); cold start {}, concurrency {}{budget}",

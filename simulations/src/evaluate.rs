@@ -9,15 +9,15 @@
 //! relative savings in replica-seconds and in cold starts against the KPA's defaults (a
 //! setting that raises p99 wait by more than 100 ms scores below any that does not).
 //! Reported, on held-out data only: the KPA with its defaults, the KPA with its tuned
-//! settings, `serval` at its default budget (which no run here chose) and `serval` with the
-//! tuned budget; and both sweeps in full, for the cost/cold-start frontier.
+//! settings, `serval` as a revision that names the class gets it (no budget; no run here
+//! chose that) and `serval` with the tuned budget (or none); and both sweeps in full, for
+//! the cost/cold-start frontier.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use serde::Serialize;
-use serval_autoscaler::DEFAULT_COLD_START_BUDGET;
 
 use crate::engine::{simulate, Outcome, SimConfig};
 use crate::policy::{DeciderPolicy, PolicyContext};
@@ -48,7 +48,8 @@ pub enum Candidate {
         utilisation_percent: u32,
     },
     Serval {
-        cold_start_budget: f64,
+        /// `None`: the class's default, no budget stated.
+        cold_start_budget: Option<f64>,
         /// The stable window, when not the class's default.
         window_s: Option<u32>,
     },
@@ -71,12 +72,17 @@ impl Candidate {
             } => format!("window {window_s}s, grace {grace_s}s, target {utilisation_percent}%"),
             Self::Serval {
                 cold_start_budget,
-                window_s: None,
-            } => format!("budget {}%", cold_start_budget * 100.0),
-            Self::Serval {
-                cold_start_budget,
-                window_s: Some(window_s),
-            } => format!("budget {}%, window {window_s}s", cold_start_budget * 100.0),
+                window_s,
+            } => {
+                let budget = match cold_start_budget {
+                    Some(budget) => format!("budget {}%", budget * 100.0),
+                    None => "no budget".to_string(),
+                };
+                match window_s {
+                    Some(window_s) => format!("{budget}, window {window_s}s"),
+                    None => budget,
+                }
+            }
         }
     }
 
@@ -129,11 +135,20 @@ pub fn kpa_grid() -> Vec<Candidate> {
     grid
 }
 
-/// The budgets `serval` is swept over, at its default window and at longer ones.
+/// The budgets `serval` is swept over (none, its default, first), at its default window and
+/// at longer ones.
 pub fn serval_sweep() -> Vec<Candidate> {
     let mut sweep = Vec::new();
     for window_s in [None, Some(120), Some(240)] {
-        for cold_start_budget in [0.005, 0.01, 0.02, 0.05, 0.1, 0.2] {
+        for cold_start_budget in [
+            None,
+            Some(0.005),
+            Some(0.01),
+            Some(0.02),
+            Some(0.05),
+            Some(0.1),
+            Some(0.2),
+        ] {
             sweep.push(Candidate::Serval {
                 cold_start_budget,
                 window_s,
@@ -175,7 +190,7 @@ fn run_one(dataset: &Dataset, candidate: &Candidate) -> Summary {
         decode_tps: dataset.decode_tps,
         prefill_tps: dataset.prefill_tps,
         // Each candidate carries its own budget.
-        cold_start_budget: serval_autoscaler::DEFAULT_COLD_START_BUDGET,
+        cold_start_budget: None,
     };
     let outcomes: Vec<Outcome> = dataset
         .trace
@@ -300,7 +315,7 @@ pub fn evaluate(datasets: &[Dataset], progress: &(dyn Fn(usize, usize) + Sync)) 
     let kpa = kpa_grid();
     let serval = serval_sweep();
     let default_serval = Candidate::Serval {
-        cold_start_budget: DEFAULT_COLD_START_BUDGET,
+        cold_start_budget: None,
         window_s: None,
     };
     let mut candidates = kpa.clone();
@@ -429,12 +444,12 @@ pub fn frontier_verdict(kpa: &[Compared], serval: &[Compared]) -> String {
         .collect();
     if dominated.is_empty() {
         format!(
-            "no KPA setting beats any of serval's {} budgets on both cost and cold starts",
+            "no KPA setting beats any of serval's {} settings on both cost and cold starts",
             serval.len()
         )
     } else {
         format!(
-            "a KPA setting beats serval on both counts at {} of {} budgets ({})",
+            "a KPA setting beats serval on both counts at {} of {} settings ({})",
             dominated.len(),
             serval.len(),
             dominated.join("; ")

@@ -134,7 +134,7 @@ fn draw_frontier(path: &Path, fold: &FoldResult) -> Result<(), String> {
     chart
         .draw_series(serval.iter().map(|p| Circle::new(*p, 3, colour.filled())))
         .map_err(|e| e.to_string())?
-        .label("serval (budget 0.5-20%, window 60-240s)")
+        .label("serval (no budget or 0.5-20%, window 60-240s)")
         .legend(move |(x, y)| Circle::new((x + 10, y), 3, colour.filled()));
     chart
         .draw_series(LineSeries::new(pareto(&serval), colour.stroke_width(2)))
@@ -149,7 +149,7 @@ fn draw_frontier(path: &Path, fold: &FoldResult) -> Result<(), String> {
             colour.filled(),
         )))
         .map_err(|e| e.to_string())?
-        .label("serval, default budget")
+        .label("serval, default (no budget)")
         .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 5, colour.filled()));
     chart
         .configure_series_labels()

@@ -16,7 +16,7 @@ pub struct RunOptions {
     pub decode_tps: f64,
     pub prefill_tps: f64,
     /// The cold-start budget `serval` runs with.
-    pub cold_start_budget: f64,
+    pub cold_start_budget: Option<f64>,
 }
 
 /// One policy's results: the summary and, per second, replicas and load over all services.

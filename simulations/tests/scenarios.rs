@@ -30,13 +30,24 @@ fn requests(times: impl IntoIterator<Item = f64>, service_s: f64) -> Vec<Request
 }
 
 fn run_with(kind: PolicyKind, reqs: &[Request], span: f64, config: SimConfig) -> Outcome {
+    run_budget(kind, reqs, span, config, None)
+}
+
+/// `serval` with `cold_start_budget`, as a revision annotated with it.
+fn run_budget(
+    kind: PolicyKind,
+    reqs: &[Request],
+    span: f64,
+    config: SimConfig,
+    cold_start_budget: Option<f64>,
+) -> Outcome {
     let context = PolicyContext {
         base: Instant::now(),
         config,
         llm: false,
         decode_tps: 40.0,
         prefill_tps: 4000.0,
-        cold_start_budget: serval_autoscaler::DEFAULT_COLD_START_BUDGET,
+        cold_start_budget,
     };
     let mut policy = build(kind, reqs, &context);
     simulate(reqs, span, &config, policy.as_mut(), &mut |_| {})
@@ -79,17 +90,20 @@ fn kpa_scales_to_zero_between_sparse_arrivals_and_each_one_is_cold() {
 fn serval_learns_the_period_and_beats_kpa_on_both_counts() {
     let reqs = every(600.0, 20);
     let kpa = run(PolicyKind::Kpa, &reqs, 12_000.0);
-    let serval = run(PolicyKind::Serval, &reqs, 12_000.0);
-    // Three idle gaps must be seen first: arrivals 1-4 are cold, then each is pre-warmed.
-    assert_eq!(serval.cold, 4, "{:?}", serval.waits);
     assert_eq!(kpa.cold, 20);
-    // A pre-warm costs a cold start and a lead per call, not the whole gap.
-    assert!(
-        serval.replica_seconds < kpa.replica_seconds,
-        "{} vs {}",
-        serval.replica_seconds,
-        kpa.replica_seconds
-    );
+    // Without a budget, six idle gaps must be seen first (three in each half of the
+    // history): arrivals 1-7 are cold, then each is pre-warmed. With one, three gaps.
+    for (budget, cold) in [(None, 7), (Some(0.01), 4)] {
+        let serval = run_budget(PolicyKind::Serval, &reqs, 12_000.0, config(1), budget);
+        assert_eq!(serval.cold, cold, "{budget:?}: {:?}", serval.waits);
+        // A pre-warm costs a cold start and a lead per call, not the whole gap.
+        assert!(
+            serval.replica_seconds < kpa.replica_seconds,
+            "{budget:?}: {} vs {}",
+            serval.replica_seconds,
+            kpa.replica_seconds
+        );
+    }
 }
 
 #[test]
@@ -184,7 +198,7 @@ fn the_simulator_runs_the_live_autoscalers_decider() {
         llm: false,
         decode_tps: 40.0,
         prefill_tps: 4000.0,
-        cold_start_budget: serval_autoscaler::DEFAULT_COLD_START_BUDGET,
+        cold_start_budget: None,
     };
     let kpa = DeciderPolicy::kpa(&context);
     assert_eq!(
@@ -203,18 +217,23 @@ fn serval_is_the_live_class_with_its_budget() {
         llm,
         decode_tps: 40.0,
         prefill_tps: 4000.0,
-        cold_start_budget: serval_autoscaler::DEFAULT_COLD_START_BUDGET,
+        cold_start_budget: None,
     };
-    let serval = DeciderPolicy::serval(&context(true), 0.01);
+    let serval = DeciderPolicy::serval(&context(true), Some(0.01));
     let spec = serval.decider.spec();
     let adaptive = spec.adaptive.expect("Serval's class");
-    assert!((adaptive.cold_start_budget - 0.01).abs() < 1e-12);
+    assert!(adaptive
+        .cold_start_budget
+        .is_some_and(|b| (b - 0.01).abs() < 1e-12));
+    let unstated = DeciderPolicy::serval(&context(true), None);
+    let adaptive = unstated.decider.spec().adaptive.expect("Serval's class");
+    assert_eq!(adaptive.cold_start_budget, None);
     // Concurrency 8, and tokens at a full replica's decode rate (8 x 40/s).
     let totals: Vec<f64> = spec.metrics.iter().map(|m| m.total).collect();
     assert_eq!(totals, vec![8.0, 320.0]);
     // A prompt token costs a slot 1/4000 s against an output token's 1/40 s.
     assert!((spec.prompt_token_cost - 0.01).abs() < 1e-12);
-    let serval = DeciderPolicy::serval(&context(false), 0.01);
+    let serval = DeciderPolicy::serval(&context(false), Some(0.01));
     assert_eq!(serval.decider.spec().metrics.len(), 1);
     assert!(DeciderPolicy::kpa(&context(false))
         .decider
@@ -225,11 +244,14 @@ fn serval_is_the_live_class_with_its_budget() {
 
 #[test]
 fn serval_on_steady_load_needs_little_headroom() {
-    // 10 requests/s of 1 s each: concurrency 10 that never rises, so the learned target is
-    // the 90% cap: ceil(10 / 0.9) = 12 replicas, against the KPA's 15 at 70%.
+    // 10 requests/s of 1 s each: concurrency 10 that never rises, so with a budget the
+    // learned target is the 90% cap: ceil(10 / 0.9) = 12 replicas, against the KPA's 15 at
+    // 70%. Without a budget the class keeps the KPA's target.
     let steady = requests((0..12_000).map(|i| f64::from(i) / 10.0), 1.0);
-    let serval = run(PolicyKind::Serval, &steady, 1200.0);
+    let serval = run_budget(PolicyKind::Serval, &steady, 1200.0, config(1), Some(0.02));
+    let unstated = run(PolicyKind::Serval, &steady, 1200.0);
     let kpa = run(PolicyKind::Kpa, &steady, 1200.0);
     assert_eq!(serval.timeline[1190].0, 12);
+    assert_eq!(unstated.timeline[1190].0, 15);
     assert_eq!(kpa.timeline[1190].0, 15);
 }

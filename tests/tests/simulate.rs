@@ -118,12 +118,13 @@ fn evaluate_holds_each_trace_out_and_reports_it_beside_the_kpa() {
     assert_eq!(folds[1]["tuned_on"], serde_json::json!(["first.jsonl"]));
     for fold in &folds {
         assert_eq!(fold["kpa_defaults"]["candidate"]["window_s"], 60);
+        // The class's default states no budget.
         assert_eq!(
             fold["serval_default"]["candidate"]["cold_start_budget"],
-            0.02
+            serde_json::Value::Null
         );
         assert_eq!(fold["kpa_grid"].as_array().map(Vec::len), Some(36));
-        assert_eq!(fold["serval_sweep"].as_array().map(Vec::len), Some(18));
+        assert_eq!(fold["serval_sweep"].as_array().map(Vec::len), Some(21));
         // The tuned rows are members of their sweeps, reported on the held-out trace.
         for (row, sweep) in [("kpa_tuned", "kpa_grid"), ("serval_tuned", "serval_sweep")] {
             let tuned = &fold[row]["summary"];
@@ -169,11 +170,12 @@ fn the_serval_policy_runs_at_the_budget_given() {
     let trace = dir.join("bursts.jsonl");
     llm_trace(&trace, 20, 120, 3);
     let trace = trace.to_string_lossy().to_string();
-    // `serval` alone, as JSON, with `budget` when given.
-    let serval_json = |budget: Option<&str>| {
-        let mut args = vec![
-            "simulate", "--trace", &trace, "--policy", "serval", "--json",
-        ];
+    // `serval` alone, with `budget` when given, as JSON or as the table.
+    let serval_out = |budget: Option<&str>, json: bool| {
+        let mut args = vec!["simulate", "--trace", &trace, "--policy", "serval"];
+        if json {
+            args.push("--json");
+        }
         args.extend(
             budget
                 .map(|b| ["--cold-start-budget", b])
@@ -184,6 +186,7 @@ fn the_serval_policy_runs_at_the_budget_given() {
         assert_eq!(code, 0, "{budget:?}: {stderr}");
         stdout
     };
+    let serval_json = |budget: Option<&str>| serval_out(budget, true);
     let cost_and_cold = |budget: &str| {
         let rows: Vec<serde_json::Value> =
             serde_json::from_str(&serval_json(Some(budget))).expect("JSON array");
@@ -200,8 +203,15 @@ fn the_serval_policy_runs_at_the_budget_given() {
         tight_cost > loose_cost && tight_cold < loose_cold,
         "0.5%: {tight_cost} replica-s, {tight_cold} cold; 40%: {loose_cost} replica-s, {loose_cold} cold"
     );
-    // The default is the class's 2%.
-    assert_eq!(serval_json(None), serval_json(Some("2%")));
+    // The default states no budget, as a revision that only names the class: not 2%.
+    assert_ne!(serval_json(None), serval_json(Some("2%")));
+    for (budget, said) in [
+        (None, "serval without a cold-start budget"),
+        (Some("2%"), "serval's cold-start budget 2%"),
+    ] {
+        let table = serval_out(budget, false);
+        assert!(table.contains(said), "{budget:?}: {table}");
+    }
 
     for bad in ["0", "60%", "lots"] {
         let (code, _, stderr) =

@@ -12,6 +12,9 @@ const GAPS_KEPT: usize = 256;
 const FLICKER_S: f64 = 3.0;
 /// Fewer gaps than this tell nothing yet.
 pub(crate) const GAPS_NEEDED: usize = 3;
+/// Without a budget a plan is judged on each half of the history, and each half needs
+/// [`GAPS_NEEDED`].
+pub(crate) const GAPS_NEEDED_AGAINST_KPA: usize = 2 * GAPS_NEEDED;
 /// The longest a replica is kept idle, and the longest gap a pre-warm waits for.
 pub(crate) const MAX_KEEP_ALIVE_S: f64 = 3600.0;
 /// The keep-alive while there is too little history: about what the KPA gives by default
@@ -43,9 +46,14 @@ pub struct ZeroPlan {
 
 impl ZeroPlan {
     pub(crate) fn learning() -> Self {
+        Self::keeping(LEARNING_KEEP_ALIVE_S)
+    }
+
+    /// Keeps the last replica `keep_alive_s` into an idle period, with nothing learned.
+    pub(crate) fn keeping(keep_alive_s: f64) -> Self {
         Self {
             prewarm_at_s: None,
-            keep_alive_s: LEARNING_KEEP_ALIVE_S,
+            keep_alive_s,
             predicted_cold_share: None,
         }
     }
@@ -106,6 +114,61 @@ impl IdleHistory {
         self.gaps.len()
     }
 
+    fn requests_after_gaps(&self) -> f64 {
+        self.gaps.iter().map(|g| g.requests).sum()
+    }
+
+    /// Without a budget: the plan that beats the KPA's own scale to zero (its stable window
+    /// and grace period after the last request, `kpa_keep_alive_s`) by the most, scored by the worse of its relative savings in
+    /// idle replica-seconds and in cold starts, in the older and the newer half of the
+    /// remembered gaps alike. Only a plan that saves on both counts in both halves replaces
+    /// the KPA's: a cold start that the history never shows is no evidence that it will
+    /// not come, and a pattern seen in one half only may be gone.
+    pub(crate) fn plan_against_kpa(&self, cold_start_s: f64, kpa_keep_alive_s: f64) -> ZeroPlan {
+        if self.gaps.len() < GAPS_NEEDED_AGAINST_KPA {
+            return ZeroPlan::keeping(kpa_keep_alive_s);
+        }
+        let ordered: Vec<f64> = self.gaps.iter().map(|g| g.seconds).collect();
+        let (older, newer) = ordered.split_at(ordered.len() / 2);
+        let halves = [sorted(older.iter().copied()), sorted(newer.iter().copied())];
+        let halves: Vec<(GapCosts, Candidate)> = halves
+            .iter()
+            .map(|gaps| {
+                let costs = GapCosts::new(gaps, cold_start_s);
+                let kpa = costs.evaluate(None, kpa_keep_alive_s);
+                (costs, kpa)
+            })
+            .collect();
+        let gaps = sorted(ordered.iter().copied());
+        let costs = GapCosts::new(&gaps, cold_start_s);
+        let requests = self.requests_after_gaps();
+        let plan = |prewarm_at_s: Option<f64>, keep_alive_s: f64| {
+            let candidate = costs.evaluate(prewarm_at_s, keep_alive_s);
+            let plan = ZeroPlan {
+                prewarm_at_s,
+                keep_alive_s,
+                predicted_cold_share: Some(candidate.cold / requests),
+            };
+            (candidate, plan)
+        };
+
+        let mut best = (0.0, plan(None, kpa_keep_alive_s));
+        for (prewarm_at_s, keep_alive_s) in candidate_plans(&gaps, cold_start_s) {
+            let score = halves
+                .iter()
+                .map(|(costs, kpa)| costs.evaluate(prewarm_at_s, keep_alive_s).saving_over(kpa))
+                .fold(f64::INFINITY, f64::min);
+            if score <= 0.0 || score < best.0 {
+                continue;
+            }
+            let (candidate, plan) = plan(prewarm_at_s, keep_alive_s);
+            if score > best.0 || candidate.replica_seconds < best.1 .0.replica_seconds {
+                best = (score, (candidate, plan));
+            }
+        }
+        best.1 .1
+    }
+
     /// The plan with the fewest idle replica-seconds whose cold starts from zero stay
     /// within `budget` (a share of requests), for replicas that take `cold_start_s` to
     /// serve. When none does, a budget out of reach is not chased at any price: the one
@@ -115,32 +178,15 @@ impl IdleHistory {
         if self.gaps.len() < GAPS_NEEDED {
             return ZeroPlan::learning();
         }
-        let mut gaps: Vec<f64> = self.gaps.iter().map(|g| g.seconds).collect();
-        gaps.sort_by(f64::total_cmp);
-        let requests: f64 = self.gaps.iter().map(|g| g.requests).sum();
+        let gaps = sorted(self.gaps.iter().map(|g| g.seconds));
+        let requests = self.requests_after_gaps();
         let costs = GapCosts::new(&gaps, cold_start_s);
         let allowed = budget * requests;
-
-        // Windows are fitted with slack around the gaps: idle periods measured after a cold
-        // call and after a warm one differ, and a replica's start varies around the
-        // measured cold start.
-        let margin = |gap: f64| 2.0 + 0.02 * gap + 0.5 * cold_start_s;
-        let mut keep_alives: Vec<f64> = quantiles(&gaps).map(|g| g + margin(g)).collect();
-        keep_alives.push(0.0);
-        let keep_alives: Vec<f64> = keep_alives
-            .into_iter()
-            .map(|k| k.min(MAX_KEEP_ALIVE_S))
-            .collect();
-        // Started a cold start before the gap it is for, and a little more for longer gaps.
-        let prewarms: Vec<f64> = quantiles(&gaps)
-            .map(|g| g - cold_start_s - margin(g))
-            .filter(|start| *start > 0.0)
-            .collect();
 
         let mut best: Option<(Candidate, ZeroPlan)> = None;
         let mut capped: Option<(Candidate, ZeroPlan)> = None;
         let cap = costs.evaluate(None, LEARNING_KEEP_ALIVE_S).replica_seconds;
-        let mut consider = |prewarm_at_s: Option<f64>, keep_alive_s: f64| {
+        for (prewarm_at_s, keep_alive_s) in candidate_plans(&gaps, cold_start_s) {
             let candidate = costs.evaluate(prewarm_at_s, keep_alive_s);
             let plan = ZeroPlan {
                 prewarm_at_s,
@@ -163,12 +209,6 @@ impl IdleHistory {
                     capped = Some((candidate, plan));
                 }
             }
-        };
-        for &keep in &keep_alives {
-            consider(None, keep);
-            for &prewarm in prewarms.iter().filter(|p| **p < keep) {
-                consider(Some(prewarm), keep);
-            }
         }
         match (best, capped) {
             (Some((b, plan)), _) if b.cold <= allowed => plan,
@@ -176,6 +216,39 @@ impl IdleHistory {
             (best, None) => best.map_or_else(ZeroPlan::learning, |(_, plan)| plan),
         }
     }
+}
+
+/// The plans worth pricing for sorted `gaps`: keep-alives just past the gaps (and none),
+/// each alone or with a pre-warm a cold start before a gap. Windows are fitted with slack
+/// around the gaps: idle periods measured after a cold call and after a warm one differ,
+/// and a replica's start varies around the measured cold start.
+fn candidate_plans(gaps: &[f64], cold_start_s: f64) -> Vec<(Option<f64>, f64)> {
+    let margin = |gap: f64| 2.0 + 0.02 * gap + 0.5 * cold_start_s;
+    let mut keep_alives: Vec<f64> = quantiles(gaps).map(|g| g + margin(g)).collect();
+    keep_alives.push(0.0);
+    // Started a cold start before the gap it is for, and a little more for longer gaps.
+    let prewarms: Vec<f64> = quantiles(gaps)
+        .map(|g| g - cold_start_s - margin(g))
+        .filter(|start| *start > 0.0)
+        .collect();
+    let mut plans = Vec::new();
+    for keep in keep_alives {
+        let keep = keep.min(MAX_KEEP_ALIVE_S);
+        plans.push((None, keep));
+        plans.extend(
+            prewarms
+                .iter()
+                .filter(|p| **p < keep)
+                .map(|p| (Some(*p), keep)),
+        );
+    }
+    plans
+}
+
+fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values
 }
 
 /// Up to [`CANDIDATES`] values spread over sorted `gaps`, each once.
@@ -210,6 +283,21 @@ impl Candidate {
             (true, true) => self.replica_seconds < other.replica_seconds,
             (false, false) => self.fewer_cold_than(other),
         }
+    }
+
+    /// The worse of the two relative savings over `other`: in replica-seconds and in cold
+    /// starts. Negative when this costs more on either count.
+    fn saving_over(&self, other: &Candidate) -> f64 {
+        let saving = |ours: f64, theirs: f64| {
+            if theirs > 0.0 {
+                (theirs - ours) / theirs
+            } else if ours > 0.0 {
+                f64::NEG_INFINITY
+            } else {
+                0.0
+            }
+        };
+        saving(self.replica_seconds, other.replica_seconds).min(saving(self.cold, other.cold))
     }
 
     /// Fewer cold starts, or as many for fewer replica-seconds.

@@ -1,14 +1,16 @@
 //! Serval's autoscaler class: the KPA decider, with what Knative fixes as constants learned
-//! per revision from the traffic it sees. The user states one thing, the share of requests
-//! allowed to wait for a replica (`serving.serval.dev/cold-start-budget`); half of it goes
-//! to cold starts from zero, half to waits while scaling up.
+//! per revision from the traffic it sees. The user may state one thing, the share of
+//! requests allowed to wait for a replica (`serving.serval.dev/cold-start-budget`); half of
+//! it goes to cold starts from zero, half to waits while scaling up.
 //!
 //! - Scale to zero: the idle gaps between busy periods give the cheapest keep-alive and
-//!   pre-warm whose cold starts fit the budget ([`idle`]).
-//! - Target: the load's mean and spread give the headroom that leaves the budget's share
-//!   of the spread uncovered ([`target`]).
+//!   pre-warm whose cold starts fit the budget; without a budget, the plan that does better
+//!   than the KPA's own keep-alive on both counts, if the history shows one ([`idle`]).
+//! - Target: with a budget, the load's mean and spread give the headroom that leaves the
+//!   budget's share of the spread uncovered ([`target`]); without one, the KPA's target.
 //! - Cold start: measured from asking for a replica at zero to one being ready; it sets
-//!   the pre-warm lead, the growth horizon and the scale-down delay.
+//!   the pre-warm lead and the growth horizon, and with a budget the scale-down delay.
+//! - Held requests: sized as a backlog by the learned service time ([`backlog`]).
 //!
 //! Pure, like the decider: time comes in as `now`.
 
@@ -46,7 +48,8 @@ const MAX_DELAY_S: f64 = 60.0;
 /// What the class predicted at one decision, for the reason, the live view and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prediction {
-    pub cold_start_budget: f64,
+    /// `None` when the user stated none.
+    pub cold_start_budget: Option<f64>,
     pub plan: ZeroPlan,
     pub target: TargetChoice,
     /// Seconds from asking for a replica at zero to it being ready (measured, or assumed).
@@ -62,15 +65,18 @@ pub struct Prediction {
 
 impl Prediction {
     fn summary(&self) -> String {
-        let mut out = format!(
-            "serval class: target {:.0}%",
-            self.target.utilisation * 100.0
-        );
+        let budget = match self.cold_start_budget {
+            Some(budget) => format!("budget {:.2}%", budget * 100.0),
+            None => "no budget".to_string(),
+        };
+        let mut out = match self.target.utilisation {
+            Some(utilisation) => format!("serval class: target {:.0}%", utilisation * 100.0),
+            None => "serval class: the KPA's target".to_string(),
+        };
         if let Some(share) = self.target.held_share {
             out.push_str(&format!(
-                ", {:.2}% of requests held (budget {:.2}%)",
-                share * 100.0,
-                self.cold_start_budget * 100.0
+                ", {:.2}% of requests held ({budget})",
+                share * 100.0
             ));
         }
         if self.target.load > 0.0 {
@@ -92,15 +98,17 @@ impl Prediction {
         }
         match self.plan.predicted_cold_share {
             Some(share) => out.push_str(&format!(
-                ", predicted {:.2}% of requests cold from zero ({} idle gaps, budget {:.2}%)",
+                ", predicted {:.2}% of requests cold from zero ({} idle gaps, {budget})",
                 share * 100.0,
-                self.idle_gaps,
-                self.cold_start_budget * 100.0
+                self.idle_gaps
             )),
             None => out.push_str(&format!(
                 ", learning idle times ({} of {} gaps)",
                 self.idle_gaps,
-                idle::GAPS_NEEDED
+                match self.cold_start_budget {
+                    Some(_) => idle::GAPS_NEEDED,
+                    None => idle::GAPS_NEEDED_AGAINST_KPA,
+                }
             )),
         }
         out
@@ -118,6 +126,8 @@ fn elapsed_or_one(last_tick: Option<Instant>, now: Instant) -> f64 {
 #[derive(Debug, Clone)]
 pub(crate) struct Adaptive {
     settings: AdaptiveSettings,
+    /// Seconds the KPA keeps the last replica after the last request, with this spec.
+    kpa_keep_alive_s: f64,
     idle: IdleHistory,
     plan: ZeroPlan,
     /// When the revision last went idle; `None` while busy.
@@ -137,37 +147,50 @@ pub(crate) struct Adaptive {
     held_at: Option<Instant>,
 }
 
+/// The share of requests the target may keep waiting while scaling up, when there is a
+/// budget.
+fn scale_up_share(settings: AdaptiveSettings) -> Option<f64> {
+    settings
+        .cold_start_budget
+        .map(|budget| budget * (1.0 - ZERO_SHARE))
+}
+
 impl Adaptive {
-    pub(crate) fn new(settings: AdaptiveSettings) -> Self {
+    /// `kpa_keep_alive` is how long the KPA keeps the last replica after the last request
+    /// (its stable window and grace period): what the class keeps without a budget until
+    /// it learns better.
+    pub(crate) fn new(settings: AdaptiveSettings, kpa_keep_alive: Duration) -> Self {
+        let kpa_keep_alive_s = kpa_keep_alive.as_secs_f64();
         Self {
             settings,
+            kpa_keep_alive_s,
             idle: IdleHistory::default(),
-            plan: ZeroPlan::learning(),
+            plan: match settings.cold_start_budget {
+                Some(_) => ZeroPlan::learning(),
+                None => ZeroPlan::keeping(kpa_keep_alive_s),
+            },
             idle_since: None,
             seen_busy: false,
             last_tick: None,
             waiting_since: None,
             cold_start_s: None,
-            target: TargetSteer::new(settings.cold_start_budget * (1.0 - ZERO_SHARE)),
+            target: TargetSteer::new(scale_up_share(settings)),
             service: ServiceTime::default(),
             arrival_rate: None,
             held_at: None,
         }
     }
 
-    pub(crate) fn update(&mut self, settings: AdaptiveSettings) {
+    pub(crate) fn update(&mut self, settings: AdaptiveSettings, kpa_keep_alive: Duration) {
         if settings != self.settings {
-            self.target = TargetSteer::new(settings.cold_start_budget * (1.0 - ZERO_SHARE));
+            self.target = TargetSteer::new(scale_up_share(settings));
         }
         self.settings = settings;
+        self.kpa_keep_alive_s = kpa_keep_alive.as_secs_f64();
     }
 
     fn cold_start(&self) -> f64 {
         self.cold_start_s.unwrap_or(ASSUMED_COLD_START_S)
-    }
-
-    fn zero_budget(&self) -> f64 {
-        self.settings.cold_start_budget * ZERO_SHARE
     }
 
     /// Takes in what the windows hold for this second; call before deciding.
@@ -230,7 +253,12 @@ impl Adaptive {
         } else if self.idle_since.is_none() && self.seen_busy {
             self.idle_since = Some(now);
             self.idle.close();
-            self.plan = self.idle.plan(self.zero_budget(), self.cold_start());
+            self.plan = match self.settings.cold_start_budget {
+                Some(budget) => self.idle.plan(budget * ZERO_SHARE, self.cold_start()),
+                None => self
+                    .idle
+                    .plan_against_kpa(self.cold_start(), self.kpa_keep_alive_s),
+            };
         }
     }
 
@@ -239,8 +267,12 @@ impl Adaptive {
         self.target.choice()
     }
 
-    /// The scale-down delay the measured cold start asks for.
+    /// The scale-down delay the measured cold start asks for. Without a budget none: a
+    /// delay buys fewer cold starts with replica-seconds, a trade the user did not state.
     pub(crate) fn scale_down_delay(&self) -> Duration {
+        if self.settings.cold_start_budget.is_none() {
+            return Duration::ZERO;
+        }
         Duration::from_secs_f64((DELAY_COLD_STARTS * self.cold_start()).clamp(0.0, MAX_DELAY_S))
             .max(Duration::from_secs(1))
     }

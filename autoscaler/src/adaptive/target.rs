@@ -25,7 +25,8 @@ const SHARE_HALF_LIFE_S: f64 = 1800.0;
 /// The learned target, and what it came from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TargetChoice {
-    pub utilisation: f64,
+    /// `None` without a budget: the configured target stands.
+    pub utilisation: Option<f64>,
     /// Mean requests in flight while busy.
     pub load: f64,
     /// Their standard deviation, second to second.
@@ -36,8 +37,8 @@ pub struct TargetChoice {
 
 #[derive(Debug, Clone)]
 pub(crate) struct TargetSteer {
-    /// Standard deviations of headroom.
-    z: f64,
+    /// Standard deviations of headroom; `None` without a budget to size it by.
+    z: Option<f64>,
     sum: f64,
     sum_squares: f64,
     weight: f64,
@@ -48,10 +49,11 @@ pub(crate) struct TargetSteer {
 }
 
 impl TargetSteer {
-    /// For a revision that may keep `tail` of requests waiting while it scales up.
-    pub(crate) fn new(tail: f64) -> Self {
+    /// For a revision that may keep `tail` of requests waiting while it scales up; with
+    /// none, only the load and the waits are measured.
+    pub(crate) fn new(tail: Option<f64>) -> Self {
         Self {
-            z: upper_quantile(tail),
+            z: tail.map(upper_quantile),
             sum: 0.0,
             sum_squares: 0.0,
             weight: 0.0,
@@ -86,7 +88,7 @@ impl TargetSteer {
         let held_share = (self.requests > 0.0).then(|| self.held / self.requests);
         if self.seconds < SECONDS_NEEDED || self.weight <= 0.0 {
             return TargetChoice {
-                utilisation: START_UTILISATION,
+                utilisation: self.z.map(|_| START_UTILISATION),
                 load: 0.0,
                 spread: 0.0,
                 held_share,
@@ -96,11 +98,13 @@ impl TargetSteer {
         let spread = (self.sum_squares / self.weight - load * load)
             .max(0.0)
             .sqrt();
-        let utilisation = if load > 0.0 {
-            (load / (load + self.z * spread)).clamp(MIN_UTILISATION, MAX_UTILISATION)
-        } else {
-            START_UTILISATION
-        };
+        let utilisation = self.z.map(|z| {
+            if load > 0.0 {
+                (load / (load + z * spread)).clamp(MIN_UTILISATION, MAX_UTILISATION)
+            } else {
+                START_UTILISATION
+            }
+        });
         TargetChoice {
             utilisation,
             load,

@@ -9,7 +9,10 @@ use super::idle::{IdleHistory, LEARNING_KEEP_ALIVE_S, MAX_KEEP_ALIVE_S};
 use super::target::{
     upper_quantile, TargetSteer, MAX_UTILISATION, MIN_UTILISATION, START_UTILISATION,
 };
-use crate::{AutoscalerConfig, Decider, MetricSample, MetricWindows, ScalingSpec};
+use super::Adaptive;
+use crate::{
+    AdaptiveSettings, AutoscalerConfig, Decider, MetricSample, MetricWindows, ScalingSpec,
+};
 
 fn history(gaps: &[f64], requests_each: f64) -> IdleHistory {
     let mut history = IdleHistory::default();
@@ -123,6 +126,57 @@ fn idle_plans_for_known_traffic() {
 }
 
 #[test]
+fn without_a_budget_a_plan_replaces_the_kpas_only_where_it_saves_on_both_counts() {
+    let periodic: Vec<f64> = (0..20).map(|i| 300.0 + f64::from(i % 3)).collect();
+    // Periodic in the older half, then short and very long gaps: over the whole history
+    // a pre-warm for the 300 s gaps still has fewer cold starts (10 against 15) for less
+    // than the KPA's keep-alive, but in the newer half alone it has twice its cold starts.
+    let mut changed = vec![300.0; 10];
+    changed.extend([20.0, 1000.0].repeat(5));
+    // Name, gaps, the pre-warm's range if any, the keep-alive's range.
+    type Case = (&'static str, Vec<f64>, Option<(f64, f64)>, (f64, f64));
+    let cases: [Case; 4] = [
+        // Cold after every gap under the KPA; a pre-warm catches them all for less.
+        ("periodic", periodic, Some((270.0, 290.0)), (300.0, 320.0)),
+        // Every call warm under the KPA: a shorter keep-alive or a pre-warm is cheaper
+        // and no colder over these gaps, but a gap just longer would be cold.
+        ("short gaps", vec![30.0; 20], None, (90.0, 90.0)),
+        ("the pattern changed", changed, None, (90.0, 90.0)),
+        // Each half needs the gaps a plan is learned from.
+        ("learning", vec![300.0; 5], None, (90.0, 90.0)),
+    ];
+    for (name, gaps, prewarm, (lo, hi)) in cases {
+        let plan = history(&gaps, 1.0).plan_against_kpa(10.0, 90.0);
+        match (prewarm, plan.prewarm_at_s) {
+            (None, None) => {}
+            (Some((from, to)), Some(at)) if at >= from && at <= to => {}
+            (want, got) => panic!("{name}: pre-warm {got:?}, expected {want:?} ({plan:?})"),
+        }
+        assert!(
+            plan.keep_alive_s >= lo && plan.keep_alive_s <= hi,
+            "{name}: keep-alive {} ({plan:?})",
+            plan.keep_alive_s
+        );
+    }
+    // The KPA's keep-alive is the revision's: a 120 s stable window and the 30 s grace
+    // keep 120 s gaps warm, so the class keeps them warm too.
+    let longer = history(&[120.0; 20], 1.0).plan_against_kpa(10.0, 150.0);
+    assert_eq!(
+        (longer.prewarm_at_s, longer.keep_alive_s),
+        (None, 150.0),
+        "{longer:?}"
+    );
+    let kept = history(&[30.0; 20], 1.0).plan_against_kpa(10.0, 90.0);
+    assert_eq!(kept.predicted_cold_share, Some(0.0), "{kept:?}");
+    assert_eq!(
+        history(&[300.0; 5], 1.0)
+            .plan_against_kpa(10.0, 90.0)
+            .predicted_cold_share,
+        None
+    );
+}
+
+#[test]
 fn a_busy_period_reported_in_two_halves_is_one() {
     let mut history = IdleHistory::default();
     for _ in 0..5 {
@@ -204,16 +258,26 @@ fn the_target_leaves_room_for_the_spread_of_the_load() {
         },
     ];
     for case in cases {
-        let mut steer = TargetSteer::new(0.01);
+        let mut steer = TargetSteer::new(Some(0.01));
+        let mut measured = TargetSteer::new(None);
         for load in &case.loads {
             steer.observe_load(*load);
+            measured.observe_load(*load);
         }
         let choice = steer.choice();
+        let utilisation = choice.utilisation.expect("a budget sizes the target");
         let (lo, hi) = case.utilisation;
         assert!(
-            choice.utilisation >= lo - 1e-9 && choice.utilisation <= hi + 1e-9,
+            utilisation >= lo - 1e-9 && utilisation <= hi + 1e-9,
             "{}: {choice:?}",
             case.name
+        );
+        // Without a budget the load is measured, and the configured target stands.
+        let measured = measured.choice();
+        assert_eq!(measured.utilisation, None, "{}", case.name);
+        assert_eq!(
+            (measured.load, measured.spread),
+            (choice.load, choice.spread)
         );
     }
 }
@@ -221,7 +285,7 @@ fn the_target_leaves_room_for_the_spread_of_the_load() {
 #[test]
 fn the_held_share_counts_what_the_activators_report() {
     let base = Instant::now();
-    let mut steer = TargetSteer::new(0.01);
+    let mut steer = TargetSteer::new(Some(0.01));
     for second in 1..=100 {
         let held = if second % 10 == 0 { 1.0 } else { 0.0 };
         steer.observe_held(base + Duration::from_secs(second), held, 5.0);
@@ -242,7 +306,7 @@ fn normal_quantiles() {
     }
 }
 
-fn serval_spec(budget: &str) -> ScalingSpec {
+fn serval_spec(budget: Option<&str>) -> ScalingSpec {
     let component = ComponentExtensionSpec {
         min_replicas: Some(0),
         container_concurrency: Some(1),
@@ -251,12 +315,12 @@ fn serval_spec(budget: &str) -> ScalingSpec {
     let annotations = [
         (
             "autoscaling.knative.dev/class",
-            "serval.autoscaling.serval.dev",
+            Some("serval.autoscaling.serval.dev"),
         ),
         ("serving.serval.dev/cold-start-budget", budget),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
     .collect();
     ScalingSpec::from_annotations(&component, &annotations, "a", &AutoscalerConfig::default())
         .expect("valid")
@@ -276,7 +340,7 @@ struct Periodic {
 /// asked for.
 fn periodic_calls(period: u64, calls: u64, cold: u64, last: u64) -> Periodic {
     let base = Instant::now();
-    let spec = serval_spec("1%");
+    let spec = serval_spec(Some("1%"));
     let mut windows = MetricWindows::new(base, &spec);
     let mut decider = Decider::new(spec, base);
     let mut asked_at: Option<u64> = None;
@@ -398,7 +462,7 @@ fn held_requests_ask_for_the_replicas_that_drain_them_not_one_each() {
         knative.desired >= 10,
         "the KPA counts the wait: {knative:?}"
     );
-    let serval = four_seconds_after(serval_spec("2%"), true);
+    let serval = four_seconds_after(serval_spec(Some("2%")), true);
     // About 2.5 requests a second (the burst in the panic window) of 0.5 s at the 90%
     // target, and ten held requests of 0.5 s drained within a 10 s cold start: 2.
     assert_eq!(serval.desired, 2, "{}", serval.reason);
@@ -409,7 +473,69 @@ fn held_requests_ask_for_the_replicas_that_drain_them_not_one_each() {
     );
     assert!(serval.reason.contains("service 0.50s"), "{}", serval.reason);
     // Nothing held: the load is load, however long its requests now take.
-    let slower = four_seconds_after(serval_spec("2%"), false);
+    let slower = four_seconds_after(serval_spec(Some("2%")), false);
     assert!(slower.desired >= 4, "{}", slower.reason);
     assert!(!slower.reason.contains("held need"), "{}", slower.reason);
+}
+
+#[test]
+fn without_a_budget_the_class_keeps_the_kpas_target_and_delay() {
+    // Ten requests in flight for five minutes, then one, at containerConcurrency 1.
+    let run = |spec: ScalingSpec| {
+        let base = Instant::now();
+        let mut windows = MetricWindows::new(base, &spec);
+        let mut decider = Decider::new(spec, base);
+        let mut steady = None;
+        let mut decision = None;
+        for second in 0..330u64 {
+            let at = base + Duration::from_secs(second);
+            let mut pods = MetricSample::new();
+            pods.set(
+                ScaleMetric::Concurrency,
+                if second < 300 { 10.0 } else { 1.0 },
+            );
+            pods.set(ScaleMetric::Rps, 10.0);
+            windows.record(at, &pods);
+            let ready = decision.as_ref().map_or(1, |d: &crate::Decision| d.desired);
+            let decided = decider.decide(at, &windows, ready.max(1), 0);
+            if second == 299 {
+                steady = Some(decided.clone());
+            }
+            decision = Some(decided);
+        }
+        steady.expect("decided")
+    };
+    // The KPA: 10 / 0.7 per pod.
+    let unstated = run(serval_spec(None));
+    assert_eq!(unstated.desired, 15, "{}", unstated.reason);
+    let prediction = unstated.prediction.expect("the class predicts");
+    assert_eq!(prediction.target.utilisation, None);
+    assert_eq!(prediction.cold_start_budget, None);
+    assert!(
+        unstated.reason.contains("the KPA's target"),
+        "{}",
+        unstated.reason
+    );
+    assert!(unstated.reason.contains("no budget"), "{}", unstated.reason);
+    assert!(
+        unstated.reason.contains("(0 of 6 gaps)"),
+        "{}",
+        unstated.reason
+    );
+    // With a budget the steady load needs little headroom (90%).
+    let budget = run(serval_spec(Some("2%")));
+    assert_eq!(budget.desired, 12, "{}", budget.reason);
+    // A scale-down delay buys fewer cold starts with replica-seconds: only with a budget,
+    // two cold starts (10 s assumed before one is measured).
+    let delay = |budget| {
+        Adaptive::new(
+            AdaptiveSettings {
+                cold_start_budget: budget,
+            },
+            Duration::from_secs(90),
+        )
+        .scale_down_delay()
+    };
+    assert_eq!(delay(None), Duration::ZERO);
+    assert_eq!(delay(Some(0.02)), Duration::from_secs(20));
 }

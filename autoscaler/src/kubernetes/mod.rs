@@ -370,7 +370,10 @@ mod tests {
             &config,
         )
         .expect("valid");
-        assert_eq!(spec.adaptive.map(|a| a.cold_start_budget), Some(0.005));
+        assert_eq!(
+            spec.adaptive.map(|a| a.cold_start_budget),
+            Some(Some(0.005))
+        );
         // Knative's class, named or not, is the KPA.
         for annotations in [
             vec![(

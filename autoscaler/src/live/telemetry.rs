@@ -64,9 +64,16 @@ impl ClassGauges {
     }
 
     fn record(&self, label: &RevisionLabel, prediction: &crate::Prediction) {
-        self.target_utilisation
-            .get_or_create(label)
-            .set(prediction.target.utilisation);
+        match prediction.target.utilisation {
+            Some(utilisation) => {
+                self.target_utilisation
+                    .get_or_create(label)
+                    .set(utilisation);
+            }
+            None => {
+                self.target_utilisation.remove(label);
+            }
+        }
         self.keep_alive
             .get_or_create(label)
             .set(prediction.plan.keep_alive_s);

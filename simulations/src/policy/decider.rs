@@ -67,30 +67,28 @@ impl DeciderPolicy {
     }
 
     /// Serval's autoscaler class with `cold_start_budget` (a share of requests), as a
-    /// revision annotated with it gets it. Nothing else is set: the class learns keep-alive,
-    /// pre-warm, target and scale-down delay from the traffic. For LLM traces the `tokens`
+    /// revision annotated with it gets it, or without one (`None`), as a revision that
+    /// only names the class gets it. Nothing else is set: the class learns the rest from
+    /// the traffic. For LLM traces the `tokens`
     /// metric goes beside concurrency, its total a full replica's decode rate, with prompt
     /// tokens at what their prefill costs in decode time.
-    pub fn serval(context: &PolicyContext, cold_start_budget: f64) -> Self {
+    pub fn serval(context: &PolicyContext, cold_start_budget: Option<f64>) -> Self {
         Self::serval_with(context, cold_start_budget, &[])
     }
 
     /// [`DeciderPolicy::serval`] with extra annotations.
     pub fn serval_with(
         context: &PolicyContext,
-        cold_start_budget: f64,
+        cold_start_budget: Option<f64>,
         extra: &[(&str, String)],
     ) -> Self {
-        let mut annotations = vec![
-            (
-                annotations::knative::CLASS,
-                annotations::knative::CLASS_SERVAL.to_string(),
-            ),
-            (
-                annotations::serval::COLD_START_BUDGET,
-                format!("{cold_start_budget}"),
-            ),
-        ];
+        let mut annotations = vec![(
+            annotations::knative::CLASS,
+            annotations::knative::CLASS_SERVAL.to_string(),
+        )];
+        if let Some(budget) = cold_start_budget {
+            annotations.push((annotations::serval::COLD_START_BUDGET, format!("{budget}")));
+        }
         annotations.extend(extra.iter().cloned());
         let mut config = Vec::new();
         if context.llm {

@@ -136,8 +136,8 @@ pub struct PolicyContext {
     pub decode_tps: f64,
     /// Prompt tokens per second one sequence prefills, for the cost of a prompt token.
     pub prefill_tps: f64,
-    /// The cold-start budget `serval` runs with.
-    pub cold_start_budget: f64,
+    /// The cold-start budget `serval` runs with; `None`, the class's default, states none.
+    pub cold_start_budget: Option<f64>,
 }
 
 /// Builds `kind` for one service's `requests`.
