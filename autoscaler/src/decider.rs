@@ -38,12 +38,6 @@ pub struct Decider {
     learned_utilisation: Option<f64>,
 }
 
-/// How long the KPA keeps the last replica after the last request: the stable window for
-/// the average to reach zero, then the grace period.
-fn kpa_keep_alive(spec: &ScalingSpec) -> Duration {
-    spec.stable_window + spec.scale_to_zero_grace_period
-}
-
 /// The bounds Knative puts on one step: never above `up`, never below `down`.
 struct StepLimits {
     up: f64,
@@ -58,9 +52,7 @@ impl Decider {
             scale_down_delay: delay_window(spec.scale_down_delay),
             delay: spec.scale_down_delay,
             learned_utilisation: None,
-            adaptive: spec
-                .adaptive
-                .map(|settings| Adaptive::new(settings, kpa_keep_alive(&spec))),
+            adaptive: spec.adaptive.map(|settings| Adaptive::new(settings, &spec)),
             spec,
             origin: now,
             panic_since: None,
@@ -91,10 +83,8 @@ impl Decider {
     /// Applies a changed spec from the next tick on.
     pub fn update_spec(&mut self, spec: ScalingSpec) {
         match (&mut self.adaptive, spec.adaptive) {
-            (Some(known), Some(settings)) => known.update(settings, kpa_keep_alive(&spec)),
-            (known, settings) => {
-                *known = settings.map(|settings| Adaptive::new(settings, kpa_keep_alive(&spec)))
-            }
+            (Some(known), Some(settings)) => known.update(settings),
+            (known, settings) => *known = settings.map(|settings| Adaptive::new(settings, &spec)),
         }
         self.spec = spec;
         self.set_delay(self.wanted_delay());
@@ -133,7 +123,7 @@ impl Decider {
         activator_queued: u32,
     ) -> Decision {
         if let Some(adaptive) = &mut self.adaptive {
-            adaptive.observe(now, metrics, ready_pods, activator_queued);
+            adaptive.observe(now, &self.spec, metrics, ready_pods, activator_queued);
             self.learned_utilisation = adaptive.target().utilisation;
             self.set_delay(self.wanted_delay());
         }

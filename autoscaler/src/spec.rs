@@ -219,6 +219,12 @@ impl ScalingSpec {
         })
     }
 
+    /// How long the KPA keeps the last replica after the last request: the stable window for
+    /// the average to reach zero, then the grace period.
+    pub(crate) fn kpa_keep_alive(&self) -> Duration {
+        self.stable_window + self.scale_to_zero_grace_period
+    }
+
     /// The lowest scale allowed, counting `enable-scale-to-zero: false` as a floor of one.
     pub(crate) fn floor(&self) -> u32 {
         if self.enable_scale_to_zero {

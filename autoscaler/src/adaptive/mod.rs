@@ -126,8 +126,6 @@ fn elapsed_or_one(last_tick: Option<Instant>, now: Instant) -> f64 {
 #[derive(Debug, Clone)]
 pub(crate) struct Adaptive {
     settings: AdaptiveSettings,
-    /// Seconds the KPA keeps the last replica after the last request, with this spec.
-    kpa_keep_alive_s: f64,
     idle: IdleHistory,
     plan: ZeroPlan,
     /// When the revision last went idle; `None` while busy.
@@ -156,18 +154,15 @@ fn scale_up_share(settings: AdaptiveSettings) -> Option<f64> {
 }
 
 impl Adaptive {
-    /// `kpa_keep_alive` is how long the KPA keeps the last replica after the last request
-    /// (its stable window and grace period): what the class keeps without a budget until
-    /// it learns better.
-    pub(crate) fn new(settings: AdaptiveSettings, kpa_keep_alive: Duration) -> Self {
-        let kpa_keep_alive_s = kpa_keep_alive.as_secs_f64();
+    /// For a revision of `spec`: without a budget the class keeps the KPA's scale to zero
+    /// until it learns better.
+    pub(crate) fn new(settings: AdaptiveSettings, spec: &ScalingSpec) -> Self {
         Self {
             settings,
-            kpa_keep_alive_s,
             idle: IdleHistory::default(),
             plan: match settings.cold_start_budget {
                 Some(_) => ZeroPlan::learning(),
-                None => ZeroPlan::keeping(kpa_keep_alive_s),
+                None => ZeroPlan::keeping(spec.kpa_keep_alive().as_secs_f64()),
             },
             idle_since: None,
             seen_busy: false,
@@ -181,12 +176,11 @@ impl Adaptive {
         }
     }
 
-    pub(crate) fn update(&mut self, settings: AdaptiveSettings, kpa_keep_alive: Duration) {
+    pub(crate) fn update(&mut self, settings: AdaptiveSettings) {
         if settings != self.settings {
             self.target = TargetSteer::new(scale_up_share(settings));
         }
         self.settings = settings;
-        self.kpa_keep_alive_s = kpa_keep_alive.as_secs_f64();
     }
 
     fn cold_start(&self) -> f64 {
@@ -197,6 +191,7 @@ impl Adaptive {
     pub(crate) fn observe(
         &mut self,
         now: Instant,
+        spec: &ScalingSpec,
         metrics: &MetricWindows,
         ready: u32,
         queued: u32,
@@ -257,7 +252,7 @@ impl Adaptive {
                 Some(budget) => self.idle.plan(budget * ZERO_SHARE, self.cold_start()),
                 None => self
                     .idle
-                    .plan_against_kpa(self.cold_start(), self.kpa_keep_alive_s),
+                    .plan_against_kpa(self.cold_start(), spec.kpa_keep_alive().as_secs_f64()),
             };
         }
     }

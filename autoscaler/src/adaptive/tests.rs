@@ -532,7 +532,7 @@ fn without_a_budget_the_class_keeps_the_kpas_target_and_delay() {
             AdaptiveSettings {
                 cold_start_budget: budget,
             },
-            Duration::from_secs(90),
+            &serval_spec(None),
         )
         .scale_down_delay()
     };
