@@ -20,6 +20,15 @@ pub enum StorageError {
         detail: String,
         transient: bool,
     },
+    /// A read was served another version (ETag) of the file than the listing or its
+    /// earlier reads.
+    #[error("{what}: {file} changed while it was being fetched (ETag {was}, then {now}); run again to fetch the new version")]
+    Changed {
+        what: String,
+        file: String,
+        was: String,
+        now: String,
+    },
     #[error("no space left on device writing {path} ({needed} bytes still to write)")]
     NoSpace { path: PathBuf, needed: u64 },
     #[error("{path}: {source}")]

@@ -135,6 +135,27 @@ impl S3Server {
         self.record_etag(bucket, key, &format!("noise-{seed}-{len}"));
     }
 
+    /// Replaces `s3://bucket/key` at once by `len` bytes of [`noise`] written beforehand to
+    /// `staged` (on the server's disk): a rename, as a store swaps in a new version whole.
+    pub fn replace_with_staged_noise(
+        &self,
+        bucket: &str,
+        key: &str,
+        staged: &Path,
+        len: u64,
+        seed: u64,
+    ) {
+        // The ETag first: s3s-fs reads the two apart, and a GET between them must not pair
+        // new bytes with the old ETag.
+        self.record_etag(bucket, key, &format!("noise-{seed}-{len}"));
+        std::fs::rename(staged, self.object_path(bucket, key)).unwrap();
+    }
+
+    /// Where to stage an object's next version: on the server's disk, outside its buckets.
+    pub fn staging_path(&self, name: &str) -> PathBuf {
+        self.root.join(format!(".staged-{name}"))
+    }
+
     /// Objects written straight to disk have no ETag yet, and s3s-fs would hash the whole
     /// object on every request: record one where it keeps what an upload would have.
     fn record_etag(&self, bucket: &str, key: &str, etag: &str) {

@@ -492,6 +492,76 @@ fn an_interrupted_download_fails_clearly_and_a_rerun_completes_keeping_finished_
 }
 
 #[test]
+fn an_object_replaced_during_its_download_fails_clearly_and_a_rerun_fetches_the_new_one() {
+    const LEN: u64 = 64 << 20;
+    let server = S3Server::start();
+    server.put_noise("models", "replaced/model.bin", LEN, 1);
+    // The next version is written beforehand, so that swapping it in is instant.
+    let staged = server.staging_path("model.bin");
+    serval_tests::storage::write_noise_file(&staged, LEN, 2);
+    let dest = temp_dir("replaced");
+    let mut child = Command::new(serval_bin())
+        .args([
+            "storage-init",
+            "--parallel",
+            "1",
+            "--chunk-size",
+            "1Mi",
+            "s3://models/replaced",
+        ])
+        .arg(&dest)
+        .envs(server.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Replace the object once the first range of the first version is on disk (the
+    // partial file is sized up front, so its length says nothing).
+    let partial = dest.join("model.bin.serval-partial");
+    let first_bytes = noise(8, 1);
+    let starts_with_version_1 = || {
+        use std::io::Read;
+        let mut head = [0u8; 8];
+        std::fs::File::open(&partial)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok_and(|()| head[..] == first_bytes[..])
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !starts_with_version_1() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the object was replaced"
+        );
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    server.replace_with_staged_noise("models", "replaced/model.bin", &staged, LEN, 2);
+    let status = child.wait().unwrap();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert_eq!(
+        last_line(&stderr),
+        "serval storage-init: s3://models/replaced: model.bin changed while it was being \
+         fetched (ETag \"noise-1-67108864\", then \"noise-2-67108864\"); run again to \
+         fetch the new version"
+    );
+    assert!(!dest.join(".serval-model-complete").exists());
+    let present = files_under(&dest);
+    assert!(
+        !present.iter().any(|f| f.starts_with("model.bin")),
+        "{present:?}"
+    );
+
+    let run = storage_init(&server, &["s3://models/replaced", dest.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(same_contents(
+        &dest.join("model.bin"),
+        &server.object_path("models", "replaced/model.bin")
+    ));
+    std::fs::remove_dir_all(&dest).unwrap();
+}
+
+#[test]
 fn two_cache_fills_at_once_download_once_and_old_entries_are_evicted() {
     let server = S3Server::start();
     server.put_noise("models", "shared/model.bin", 64 << 20, 9);

@@ -1,8 +1,9 @@
 //! S3, GCS, Azure Blob and local directories through `object_store`.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path as FsPath;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -20,6 +21,9 @@ pub(crate) struct ObjectSource {
     prefix: Path,
     /// Set by `list` when the URI names one object rather than a prefix.
     single_object: std::sync::OnceLock<bool>,
+    /// Each file's ETag, from the listing or else from its first read: every read of the
+    /// file must be served with it.
+    etags: Mutex<HashMap<String, String>>,
     what: String,
     redactor: Redactor,
 }
@@ -36,6 +40,7 @@ impl ObjectSource {
             // The prefix as written (`Path::from` would percent-encode `~`, `%`, ...).
             prefix: Path::parse(prefix).unwrap_or_else(|_| Path::from(prefix)),
             single_object: std::sync::OnceLock::new(),
+            etags: Mutex::default(),
             what,
             redactor,
         }
@@ -43,6 +48,25 @@ impl ObjectSource {
 
     fn error(&self, error: object_store::Error) -> StorageError {
         object_error(error, &self.what, &self.redactor)
+    }
+
+    /// Ranges of two versions must never make one file: a read served another version
+    /// than the listing saw, or than the file's first read, fails the fetch (a rerun
+    /// lists the new version). Not every store puts ETags in its listings.
+    fn same_version(&self, path: &str, served: &str) -> Result<(), StorageError> {
+        let mut etags = self.etags.lock().unwrap_or_else(|e| e.into_inner());
+        let expected = etags
+            .entry(path.to_string())
+            .or_insert_with(|| served.to_string());
+        if bare_etag(expected) == bare_etag(served) {
+            return Ok(());
+        }
+        Err(StorageError::Changed {
+            what: self.what.clone(),
+            file: path.to_string(),
+            was: expected.clone(),
+            now: served.to_string(),
+        })
     }
 
     fn object_path(&self, file: &RemoteFile) -> Path {
@@ -68,6 +92,7 @@ impl Source for ObjectSource {
                 .await
                 .map_err(|e| self.error(e))?;
             let mut files = Vec::with_capacity(objects.len());
+            let mut etags = HashMap::new();
             for meta in objects {
                 let relative = match meta.location.prefix_match(&self.prefix) {
                     Some(parts) => parts
@@ -79,14 +104,10 @@ impl Source for ObjectSource {
                 if relative.is_empty() {
                     continue;
                 }
-                files.push(RemoteFile {
-                    path: relative,
-                    size: Some(meta.size),
-                    version: meta
-                        .e_tag
-                        .or(meta.version)
-                        .or_else(|| Some(meta.last_modified.to_rfc3339())),
-                });
+                if let Some(etag) = &meta.e_tag {
+                    etags.insert(relative.clone(), etag.clone());
+                }
+                files.push(remote_file(relative, meta));
             }
             if files.is_empty() && !self.prefix.as_ref().is_empty() {
                 // The URI names one object rather than a prefix: it keeps its own name.
@@ -97,14 +118,12 @@ impl Source for ObjectSource {
                     other => self.error(other),
                 })?;
                 let _ = self.single_object.set(true);
-                return Ok(vec![RemoteFile {
-                    path: single_file_name(self.prefix.as_ref()).to_string(),
-                    size: Some(meta.size),
-                    version: meta
-                        .e_tag
-                        .or(meta.version)
-                        .or_else(|| Some(meta.last_modified.to_rfc3339())),
-                }]);
+                let path = single_file_name(self.prefix.as_ref()).to_string();
+                if let Some(etag) = &meta.e_tag {
+                    etags.insert(path.clone(), etag.clone());
+                }
+                *self.etags.lock().unwrap_or_else(|e| e.into_inner()) = etags;
+                return Ok(vec![remote_file(path, meta)]);
             }
             if files.is_empty() {
                 return Err(StorageError::Empty {
@@ -124,6 +143,7 @@ impl Source for ObjectSource {
                 .map(|f| f.path.clone())
                 .collect();
             files.retain(|f| !folders.contains(&f.path));
+            *self.etags.lock().unwrap_or_else(|e| e.into_inner()) = etags;
             Ok(files)
         })
     }
@@ -134,6 +154,7 @@ impl Source for ObjectSource {
         range: Option<Range<u64>>,
     ) -> BoxFuture<'_, Result<ByteStream, StorageError>> {
         let location = self.object_path(file);
+        let path = file.path.clone();
         Box::pin(async move {
             let options = GetOptions {
                 range: range.map(GetRange::Bounded),
@@ -144,6 +165,9 @@ impl Source for ObjectSource {
                 .get_opts(&location, options)
                 .await
                 .map_err(|e| self.error(e))?;
+            if let Some(served) = &result.meta.e_tag {
+                self.same_version(&path, served)?;
+            }
             let what = self.what.clone();
             let redactor = self.redactor.clone();
             Ok(result
@@ -162,6 +186,25 @@ impl Source for ObjectSource {
     fn unpacks_archives(&self) -> bool {
         true
     }
+}
+
+/// A listed object as a file to fetch; its version is the ETag where the store has one.
+fn remote_file(path: String, meta: object_store::ObjectMeta) -> RemoteFile {
+    RemoteFile {
+        path,
+        size: Some(meta.size),
+        version: meta
+            .e_tag
+            .or(meta.version)
+            .or_else(|| Some(meta.last_modified.to_rfc3339())),
+    }
+}
+
+/// An ETag without its quotes or weak marker: some stores quote it in a listing and not in
+/// the answer to a GET, or the other way round.
+fn bare_etag(etag: &str) -> &str {
+    let etag = etag.trim();
+    etag.strip_prefix("W/").unwrap_or(etag).trim_matches('"')
 }
 
 /// The name a single-object URI gives its file: the last segment of the prefix.
@@ -451,4 +494,84 @@ pub(super) fn local(
         }
     })?;
     Ok((Arc::new(store), prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+
+    use super::*;
+
+    async fn read_all(
+        source: &ObjectSource,
+        file: &RemoteFile,
+        range: Range<u64>,
+    ) -> Result<Bytes, StorageError> {
+        let chunks: Vec<Bytes> = source.read(file, Some(range)).await?.try_collect().await?;
+        Ok(chunks.concat().into())
+    }
+
+    #[tokio::test]
+    async fn a_range_of_another_version_than_the_listing_saw_is_refused() {
+        let store = Arc::new(InMemory::new());
+        let key = Path::from("model/weights.bin");
+        store
+            .put(&key, PutPayload::from(vec![1u8; 64]))
+            .await
+            .unwrap();
+        let source = ObjectSource::new(
+            store.clone(),
+            "model",
+            "mem://model".into(),
+            Redactor::default(),
+        );
+        let files = source.list().await.unwrap();
+        assert_eq!(files.len(), 1);
+
+        // Replaced between the listing and the first read: the listing's ETag is the one.
+        store
+            .put(&key, PutPayload::from(vec![2u8; 64]))
+            .await
+            .unwrap();
+        let error = read_all(&source, &files[0], 0..32).await.unwrap_err();
+        assert!(
+            matches!(&error, StorageError::Changed { file, .. } if file == "weights.bin"),
+            "{error}"
+        );
+        assert!(
+            !error.is_transient(),
+            "a retry would be served the new version again"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("mem://model: weights.bin changed while it was being fetched (ETag "),
+            "{error}"
+        );
+
+        // A new listing sees the new version, and its reads go through until it changes.
+        let files = source.list().await.unwrap();
+        assert_eq!(
+            read_all(&source, &files[0], 0..32).await.unwrap(),
+            vec![2u8; 32]
+        );
+        store
+            .put(&key, PutPayload::from(vec![3u8; 64]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_all(&source, &files[0], 32..64).await,
+            Err(StorageError::Changed { .. })
+        ));
+    }
+
+    #[test]
+    fn etags_compare_without_quotes_or_a_weak_marker() {
+        assert_eq!(bare_etag("\"0x8D4\""), "0x8D4");
+        assert_eq!(bare_etag("0x8D4"), "0x8D4");
+        assert_eq!(bare_etag("W/\"abc-2\""), "abc-2");
+        assert_ne!(bare_etag("\"abc\""), bare_etag("\"abd\""));
+    }
 }
