@@ -28,7 +28,7 @@ pub async fn fetch_uri(
     dest: &Path,
     options: &FetchOptions,
 ) -> Result<FetchReport, StorageError> {
-    let source = source::open(uri, env, source_options)?;
+    let source = source::open(uri, env, source_options).await?;
     match uri.location {
         Location::Image { .. } => fetch_image(source, &uri.to_string(), dest, options).await,
         _ => fetch(source, &uri.to_string(), dest, options).await,

@@ -316,6 +316,59 @@ impl Drop for ModelHub {
     }
 }
 
+/// `tests/python/gcp.py`: a GCE/GKE metadata server that issues [`FakeGcp::TOKEN`] and
+/// Cloud Storage's XML API over `root/<bucket>/<key>`, on one port. Buckets named
+/// `public-*` answer anyone, the others only that token; `root/.log` records each token
+/// issued and each request refused.
+#[derive(Debug)]
+pub struct FakeGcp {
+    child: Child,
+    root: PathBuf,
+    pub port: u16,
+}
+
+impl FakeGcp {
+    pub const TOKEN: &'static str = "ya29.serval-test-token";
+
+    pub fn start(root: &Path) -> Self {
+        let lease = lease_port();
+        let port = lease.port();
+        let mut child = Command::new("python3")
+            .arg(repo_root().join("tests/python/gcp.py"))
+            .arg(root)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/python/gcp.py");
+        wait_listening("127.0.0.1", port, &mut child, "gcp.py");
+        Self {
+            child,
+            root: root.to_path_buf(),
+            port,
+        }
+    }
+
+    /// `host:port`, as `GCE_METADATA_HOST` takes it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What the server recorded so far, one line each: `token issued`, `refused <bucket>
+    /// (<authorization>)`.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join(".log")).unwrap_or_default()
+    }
+}
+
+impl Drop for FakeGcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `tests/python/oci_registry.py`: an OCI registry's pull API with token authentication,
 /// serving `root/<repo>/<tag>/<arch>/` trees as multi-platform images.
 #[derive(Debug)]

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serval_tests::serval_bin;
-use serval_tests::storage::{noise, same_contents, FileServer, ModelHub, Registry, S3Server};
+use serval_tests::storage::{
+    noise, same_contents, FakeGcp, FileServer, ModelHub, Registry, S3Server,
+};
 
 /// Runs without credentials pass this as the secret that must not be printed.
 const NO_SECRET: &str = "no-credentials-in-this-run";
@@ -559,6 +561,85 @@ fn an_object_replaced_during_its_download_fails_clearly_and_a_rerun_fetches_the_
         &server.object_path("models", "replaced/model.bin")
     ));
     std::fs::remove_dir_all(&dest).unwrap();
+}
+
+#[test]
+fn gs_uses_the_metadata_servers_token_as_under_gke_workload_identity_else_reads_anonymously() {
+    let root = temp_dir("gcp");
+    for bucket in ["models", "public-models"] {
+        serval_tests::storage::write_noise_file(
+            &root.join(bucket).join("iris/model.bin"),
+            3 << 20,
+            7,
+        );
+    }
+    let gcp = FakeGcp::start(&root);
+    // No key file and no `gcloud` login: only the metadata server can vouch for the pod.
+    let home = temp_dir("gcp-home");
+    let nothing_there = serval_tests::lease_port();
+    let env = |metadata_host: String| {
+        vec![
+            (
+                "GOOGLE_BASE_URL".to_string(),
+                format!("http://{}", gcp.host()),
+            ),
+            ("GOOGLE_ALLOW_HTTP".to_string(), "true".to_string()),
+            ("GCE_METADATA_HOST".to_string(), metadata_host),
+            ("HOME".to_string(), home.display().to_string()),
+        ]
+    };
+    let source = root.join("models/iris/model.bin");
+
+    // On GKE with Workload Identity: the private bucket is read with the pod's token.
+    let dest = temp_dir("gcp-identity");
+    let run = storage_init_with(
+        env(gcp.host()),
+        FakeGcp::TOKEN,
+        &["gs://models/iris", dest.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(same_contents(&dest.join("model.bin"), &source));
+    std::fs::remove_dir_all(&dest).unwrap();
+    assert!(gcp.log().contains("token issued"), "{}", gcp.log());
+    assert!(!gcp.log().contains("refused"), "{}", gcp.log());
+
+    // Elsewhere nothing answers at the metadata address: public buckets are read
+    // anonymously, and a private one is refused in one clear line.
+    let metadata_gone = env(format!("127.0.0.1:{}", nothing_there.port()));
+    let dest = temp_dir("gcp-public");
+    let run = storage_init_with(
+        metadata_gone.clone(),
+        FakeGcp::TOKEN,
+        &["gs://public-models/iris", dest.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(same_contents(
+        &dest.join("model.bin"),
+        &root.join("public-models/iris/model.bin")
+    ));
+    std::fs::remove_dir_all(&dest).unwrap();
+    let dest = temp_dir("gcp-refused");
+    let run = storage_init_with(
+        metadata_gone,
+        FakeGcp::TOKEN,
+        &["gs://models/iris", dest.to_str().unwrap()],
+    );
+    assert_ne!(run.code, 0);
+    std::fs::remove_dir_all(&dest).unwrap();
+    assert_eq!(
+        last_line(&run.stderr),
+        "serval storage-init: gs://models/iris: access denied: the server refused the \
+         credentials (AccessDenied)"
+    );
+    assert!(
+        gcp.log().contains("refused models (anonymous)"),
+        "{}",
+        gcp.log()
+    );
+    drop(gcp);
+    for dir in [root, home] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 #[test]

@@ -65,7 +65,7 @@ impl Default for SourceOptions {
 }
 
 /// The source for `uri`, configured from `env` with KServe's variable names.
-pub fn open(
+pub async fn open(
     uri: &StorageUri,
     env: &Environment,
     options: &SourceOptions,
@@ -81,7 +81,7 @@ pub fn open(
             redactor,
         )),
         Location::Gcs { bucket, prefix } => Arc::new(object::ObjectSource::new(
-            object::gcs(bucket, env, options, &what, &redactor)?,
+            object::gcs(bucket, env, options, &what, &redactor).await?,
             prefix,
             what,
             redactor,

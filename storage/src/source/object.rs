@@ -380,9 +380,13 @@ pub(super) fn s3(
     ))
 }
 
-/// Google Cloud Storage: `GOOGLE_APPLICATION_CREDENTIALS` when set (KServe mounts the
-/// service account key there), anonymous otherwise, for public buckets.
-pub(super) fn gcs(
+/// Google Cloud Storage. Credentials as KServe's Python client finds them:
+/// `GOOGLE_APPLICATION_CREDENTIALS` when it names a file (KServe mounts the service account
+/// key there); else Google's application default credentials, which are the file `gcloud
+/// auth application-default login` writes or the metadata server of a GCE VM or a GKE pod
+/// (Workload Identity); else none, for public buckets. The `GOOGLE_*` variables
+/// object_store knows (`GOOGLE_BASE_URL`, ...) apply too.
+pub(super) async fn gcs(
     bucket: &str,
     env: &Environment,
     options: &SourceOptions,
@@ -390,17 +394,28 @@ pub(super) fn gcs(
     redactor: &Redactor,
 ) -> Result<Arc<dyn ObjectStore>, StorageError> {
     let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
-        .with_bucket_name(bucket)
         .with_retry(retry(options))
         .with_client_options(client_options(env, options, "GCS_VERIFY_SSL"));
+    for (key, value) in env.prefixed("GOOGLE_") {
+        if key == "GOOGLE_APPLICATION_CREDENTIALS" {
+            continue;
+        }
+        if let Ok(config) = key.to_ascii_lowercase().parse() {
+            builder = builder.with_config(config, value);
+        }
+    }
+    builder = builder.with_bucket_name(bucket);
     // The controller mounts every storage Secret's key file optionally: a path with no
-    // file behind it means no credentials, as for a public bucket.
-    match env
+    // file behind it means no key.
+    let key_file = env
         .get("GOOGLE_APPLICATION_CREDENTIALS")
-        .filter(|path| FsPath::new(path).is_file())
+        .filter(|path| FsPath::new(path).is_file());
+    if let Some(path) = key_file {
+        builder = builder.with_application_credentials(path);
+    } else if !gcloud_credentials_file(env).is_some_and(|f| f.is_file())
+        && !metadata_server_answers(env).await
     {
-        Some(path) => builder = builder.with_application_credentials(path),
-        None => builder = builder.with_skip_signature(true),
+        builder = builder.with_skip_signature(true);
     }
     Ok(Arc::new(
         builder
@@ -408,6 +423,45 @@ pub(super) fn gcs(
             .map_err(|e| config_error(what, e, redactor))?,
     ))
 }
+
+/// Where `gcloud auth application-default login` leaves its credentials.
+fn gcloud_credentials_file(env: &Environment) -> Option<std::path::PathBuf> {
+    let home = env.get("HOME")?;
+    Some(FsPath::new(home).join(".config/gcloud/application_default_credentials.json"))
+}
+
+/// Whether a GCE or GKE metadata server is there, checked as Google's auth libraries do: its
+/// root answers a request carrying `Metadata-Flavor: Google` with that header, within a
+/// second (elsewhere the address does not answer, or another cloud's server does without
+/// the header). The same variables as object_store's token requests say where it is.
+async fn metadata_server_answers(env: &Environment) -> bool {
+    let host = env
+        .get("GCE_METADATA_HOST")
+        .or_else(|| env.get("GCE_METADATA_ROOT"))
+        .or_else(|| env.get("GCE_METADATA_IP"))
+        .unwrap_or(METADATA_IP);
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(METADATA_PROBE_TIMEOUT)
+        .no_proxy()
+        .build()
+    else {
+        return false;
+    };
+    let answer = client
+        .get(format!("http://{host}/"))
+        .header(METADATA_FLAVOR, "Google")
+        .send()
+        .await;
+    answer.is_ok_and(|r| {
+        r.headers()
+            .get(METADATA_FLAVOR)
+            .is_some_and(|v| v == "Google")
+    })
+}
+
+const METADATA_IP: &str = "169.254.169.254";
+const METADATA_FLAVOR: &str = "Metadata-Flavor";
+const METADATA_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Azure Blob Storage with KServe's variables: a storage key, a service principal
 /// (`AZ_CLIENT_ID`, `AZ_CLIENT_SECRET`, `AZ_TENANT_ID`), a SAS token, or anonymous for
