@@ -365,6 +365,21 @@ fn bad_credentials_missing_objects_and_a_full_disk_each_end_in_one_clear_line() 
     );
     assert!(!run.stderr.contains("wrong/secret/key"), "{}", run.stderr);
 
+    // KServe's anonymous S3 reads of a bucket that wants credentials: nothing to blame.
+    let mut anonymous = server.env();
+    anonymous.retain(|(name, _)| !name.starts_with("AWS_") || name == "AWS_ENDPOINT_URL");
+    anonymous.push(("awsAnonymousCredential".into(), "true".into()));
+    let run = storage_init_with(anonymous, &server.secret_key, &["s3://models/iris", dest]);
+    assert_eq!(run.code, 1);
+    assert!(
+        last_line(&run.stderr).starts_with(
+            "serval storage-init: s3://models/iris: access denied: no credentials were found, \
+             and anonymous reads are refused"
+        ),
+        "{}",
+        run.stderr
+    );
+
     let run = storage_init(&server, &["s3://no-such-bucket/iris", dest]);
     assert_eq!(run.code, 1);
     assert_eq!(
@@ -628,8 +643,8 @@ fn gs_uses_the_metadata_servers_token_as_under_gke_workload_identity_else_reads_
     std::fs::remove_dir_all(&dest).unwrap();
     assert_eq!(
         last_line(&run.stderr),
-        "serval storage-init: gs://models/iris: access denied: the server refused the \
-         credentials (AccessDenied)"
+        "serval storage-init: gs://models/iris: access denied: no credentials were found, \
+         and anonymous reads are refused (AccessDenied)"
     );
     assert!(
         gcp.log().contains("refused models (anonymous)"),

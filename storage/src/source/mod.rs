@@ -74,13 +74,13 @@ pub async fn open(
     let redactor = env.redactor();
     let what = uri.to_string();
     Ok(match &uri.location {
-        Location::S3 { bucket, prefix } => Arc::new(object::ObjectSource::new(
+        Location::S3 { bucket, prefix } => Arc::new(object::ObjectSource::over(
             object::s3(bucket, env, options, &what, &redactor)?,
             prefix,
             what,
             redactor,
         )),
-        Location::Gcs { bucket, prefix } => Arc::new(object::ObjectSource::new(
+        Location::Gcs { bucket, prefix } => Arc::new(object::ObjectSource::over(
             object::gcs(bucket, env, options, &what, &redactor).await?,
             prefix,
             what,
@@ -90,7 +90,7 @@ pub async fn open(
             account,
             container,
             prefix,
-        } => Arc::new(object::ObjectSource::new(
+        } => Arc::new(object::ObjectSource::over(
             object::azure(
                 account.as_deref(),
                 container,

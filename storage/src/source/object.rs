@@ -16,6 +16,12 @@ use crate::environment::Environment;
 use crate::error::StorageError;
 use crate::redact::Redactor;
 
+/// A configured store, and whether it reads without credentials.
+pub(super) struct Store {
+    pub objects: Arc<dyn ObjectStore>,
+    pub anonymous: bool,
+}
+
 pub(crate) struct ObjectSource {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
@@ -24,6 +30,8 @@ pub(crate) struct ObjectSource {
     /// Each file's ETag, from the listing or else from its first read: every read of the
     /// file must be served with it.
     etags: Mutex<HashMap<String, String>>,
+    /// No credentials were found: a refusal says so rather than blaming credentials.
+    anonymous: bool,
     what: String,
     redactor: Redactor,
 }
@@ -41,13 +49,31 @@ impl ObjectSource {
             prefix: Path::parse(prefix).unwrap_or_else(|_| Path::from(prefix)),
             single_object: std::sync::OnceLock::new(),
             etags: Mutex::default(),
+            anonymous: false,
             what,
             redactor,
         }
     }
 
+    /// A source over `store`, saying whether it reads without credentials.
+    pub(super) fn over(store: Store, prefix: &str, what: String, redactor: Redactor) -> Self {
+        Self {
+            anonymous: store.anonymous,
+            ..Self::new(store.objects, prefix, what, redactor)
+        }
+    }
+
     fn error(&self, error: object_store::Error) -> StorageError {
-        object_error(error, &self.what, &self.redactor)
+        match object_error(error, &self.what, &self.redactor) {
+            StorageError::Denied { what, detail } if self.anonymous => StorageError::Denied {
+                what,
+                detail: detail.replace(
+                    "the server refused the credentials",
+                    "no credentials were found, and anonymous reads are refused",
+                ),
+            },
+            other => other,
+        }
     }
 
     /// Ranges of two versions must never make one file: a read served another version
@@ -336,7 +362,7 @@ pub(super) fn s3(
     options: &SourceOptions,
     what: &str,
     redactor: &Redactor,
-) -> Result<Arc<dyn ObjectStore>, StorageError> {
+) -> Result<Store, StorageError> {
     let mut builder = object_store::aws::AmazonS3Builder::new();
     for (key, value) in env.prefixed("AWS_") {
         if let Ok(config) = key.to_ascii_lowercase().parse() {
@@ -370,14 +396,9 @@ pub(super) fn s3(
             .with_allow_http(endpoint.starts_with("http://"))
             .with_endpoint(endpoint);
     }
-    if env.flag("awsAnonymousCredential") == Some(true) {
-        builder = builder.with_skip_signature(true);
-    }
-    Ok(Arc::new(
-        builder
-            .build()
-            .map_err(|e| config_error(what, e, redactor))?,
-    ))
+    let anonymous = env.flag("awsAnonymousCredential") == Some(true);
+    builder = builder.with_skip_signature(anonymous);
+    built(builder.build(), anonymous, what, redactor)
 }
 
 /// Google Cloud Storage. Credentials as KServe's Python client finds them:
@@ -392,7 +413,7 @@ pub(super) async fn gcs(
     options: &SourceOptions,
     what: &str,
     redactor: &Redactor,
-) -> Result<Arc<dyn ObjectStore>, StorageError> {
+) -> Result<Store, StorageError> {
     let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
         .with_retry(retry(options))
         .with_client_options(client_options(env, options, "GCS_VERIFY_SSL"));
@@ -410,18 +431,16 @@ pub(super) async fn gcs(
     let key_file = env
         .get("GOOGLE_APPLICATION_CREDENTIALS")
         .filter(|path| FsPath::new(path).is_file());
+    let mut anonymous = false;
     if let Some(path) = key_file {
         builder = builder.with_application_credentials(path);
     } else if !gcloud_credentials_file(env).is_some_and(|f| f.is_file())
         && !metadata_server_answers(env).await
     {
+        anonymous = true;
         builder = builder.with_skip_signature(true);
     }
-    Ok(Arc::new(
-        builder
-            .build()
-            .map_err(|e| config_error(what, e, redactor))?,
-    ))
+    built(builder.build(), anonymous, what, redactor)
 }
 
 /// Where `gcloud auth application-default login` leaves its credentials.
@@ -473,7 +492,7 @@ pub(super) fn azure(
     options: &SourceOptions,
     what: &str,
     redactor: &Redactor,
-) -> Result<Arc<dyn ObjectStore>, StorageError> {
+) -> Result<Store, StorageError> {
     let account = account
         .or_else(|| env.get("AZURE_STORAGE_ACCOUNT_NAME"))
         .or_else(|| env.get("AZURE_STORAGE_ACCOUNT"))
@@ -481,6 +500,7 @@ pub(super) fn azure(
             uri: what.to_string(),
             reason: "az:// needs the storage account in AZURE_STORAGE_ACCOUNT_NAME".into(),
         })?;
+    let mut anonymous = false;
     let mut builder = object_store::azure::MicrosoftAzureBuilder::new()
         .with_account(account)
         .with_container_name(container)
@@ -508,13 +528,22 @@ pub(super) fn azure(
             .collect::<Vec<_>>();
         builder = builder.with_sas_authorization(pairs);
     } else {
+        anonymous = true;
         builder = builder.with_skip_signature(true);
     }
-    Ok(Arc::new(
-        builder
-            .build()
-            .map_err(|e| config_error(what, e, redactor))?,
-    ))
+    built(builder.build(), anonymous, what, redactor)
+}
+
+fn built(
+    store: object_store::Result<impl ObjectStore>,
+    anonymous: bool,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<Store, StorageError> {
+    Ok(Store {
+        objects: Arc::new(store.map_err(|e| config_error(what, e, redactor))?),
+        anonymous,
+    })
 }
 
 /// A local directory, or one file in it (the prefix then names the file).
