@@ -153,6 +153,7 @@ pub async fn fetch(
         });
     }
 
+    remove_unlisted(dest, &journal, &listing).await?;
     if let (Some(kind), [file]) = (unpack, listing.as_slice()) {
         let archive_path = final_path(dest, file);
         let into = dest.to_path_buf();
@@ -182,6 +183,33 @@ pub async fn fetch(
         already_complete: false,
         elapsed: started.elapsed(),
     })
+}
+
+/// Removes the files an earlier run wrote that the source no longer lists (an object
+/// deleted upstream), and the directories that leaves empty, so that a re-fetched model is
+/// what the source holds now. Files the fetch never wrote stay.
+async fn remove_unlisted(
+    dest: &Path,
+    earlier: &[RemoteFile],
+    listing: &[RemoteFile],
+) -> Result<(), StorageError> {
+    let listed: std::collections::HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
+    for file in earlier {
+        // The journal and marker are files in the destination: trust no path in them.
+        if listed.contains(file.path.as_str()) || safe_relative(&file.path).is_none() {
+            continue;
+        }
+        let path = final_path(dest, file);
+        remove_if_present(&path).await?;
+        let mut dir = path.parent();
+        while let Some(parent) = dir.filter(|d| *d != dest && d.starts_with(dest)) {
+            if tokio::fs::remove_dir(parent).await.is_err() {
+                break;
+            }
+            dir = parent.parent();
+        }
+    }
+    Ok(())
 }
 
 /// One read: a whole file, or a range of it.

@@ -156,6 +156,25 @@ fn a_model_prefix_is_copied_exactly_and_a_rerun_fetches_only_what_changed() {
         std::fs::read(dest.join("weights/shard-001.bin")).unwrap(),
         b"a new version of this shard"
     );
+
+    // Objects deleted upstream go from the destination too, with the directories they
+    // leave empty; a file the fetch never wrote stays.
+    std::fs::remove_dir_all(server.object_path("models", "bert/extra")).unwrap();
+    std::fs::remove_file(server.object_path("models", "bert/tokenizer/shard-000.bin")).unwrap();
+    std::fs::write(dest.join("tokenizer/notes.txt"), b"mine").unwrap();
+    let pruned = storage_init(&server, &["s3://models/bert", dest.to_str().unwrap()]);
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    let mut left = files_under(&dest);
+    left.retain(|f| f != ".serval-model-complete");
+    let mut still_listed: Vec<String> = expected
+        .iter()
+        .filter(|f| !f.starts_with("extra/") && *f != "tokenizer/shard-000.bin")
+        .cloned()
+        .chain(["tokenizer/notes.txt".to_string()])
+        .collect();
+    still_listed.sort();
+    assert_eq!(left, still_listed);
+    assert!(!dest.join("extra").exists());
     std::fs::remove_dir_all(&dest).unwrap();
 }
 
