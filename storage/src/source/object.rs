@@ -397,7 +397,9 @@ pub(super) fn s3(
             .with_endpoint(endpoint);
     }
     let anonymous = env.flag("awsAnonymousCredential") == Some(true);
-    builder = builder.with_skip_signature(anonymous);
+    if anonymous {
+        builder = builder.with_skip_signature(true);
+    }
     built(builder.build(), anonymous, what, redactor)
 }
 
