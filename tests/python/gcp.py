@@ -18,6 +18,8 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
+from byte_ranges import send_file
+
 ROOT, PORT = sys.argv[1], int(sys.argv[2])
 TOKEN = "ya29.serval-test-token"
 
@@ -67,7 +69,8 @@ class Gcp(BaseHTTPRequestHandler):
         full = os.path.join(ROOT, bucket, key)
         if not os.path.isfile(full):
             return self.reply(404, b"<Error><Code>NoSuchKey</Code></Error>")
-        self.send_file(full)
+        modified = formatdate(os.path.getmtime(full), usegmt=True)
+        send_file(self, full, [("ETag", etag(full)), ("Last-Modified", modified)])
 
     def list(self, bucket, prefix):
         base = os.path.join(ROOT, bucket)
@@ -88,28 +91,6 @@ class Gcp(BaseHTTPRequestHandler):
             % (escape(bucket), escape(prefix), len(contents), "".join(contents))
         )
         self.reply(200, body.encode())
-
-    def send_file(self, full):
-        size = os.path.getsize(full)
-        start, end, status = 0, size - 1, 200
-        ranged = self.headers.get("Range")
-        if ranged and ranged.startswith("bytes="):
-            first, last = ranged[6:].split("-")
-            start, end, status = int(first), min(int(last), size - 1), 206
-        self.send_response(status)
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("ETag", etag(full))
-        self.send_header("Last-Modified", formatdate(os.path.getmtime(full), usegmt=True))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        with open(full, "rb") as f:
-            f.seek(start)
-            left = end - start + 1
-            while left > 0:
-                chunk = f.read(min(left, 1 << 20))
-                self.wfile.write(chunk)
-                left -= len(chunk)
 
 
 ThreadingHTTPServer(("127.0.0.1", PORT), Gcp).serve_forever()

@@ -14,6 +14,8 @@ import sys
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from byte_ranges import send_file
+
 ROOT, PORT = sys.argv[1], int(sys.argv[2])
 TOKEN = sys.argv[3] if len(sys.argv) > 3 else None
 
@@ -37,27 +39,6 @@ class Hub(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def send_file(self, full):
-        size = os.path.getsize(full)
-        start, end, status = 0, size - 1, 200
-        ranged = self.headers.get("Range")
-        if ranged and ranged.startswith("bytes="):
-            first, last = ranged[6:].split("-")
-            start, end, status = int(first), min(int(last), size - 1), 206
-        self.send_response(status)
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        with open(full, "rb") as f:
-            f.seek(start)
-            left = end - start + 1
-            while left > 0:
-                chunk = f.read(min(left, 1 << 20))
-                self.wfile.write(chunk)
-                left -= len(chunk)
-
     def do_GET(self):
         if TOKEN and self.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self.reply(401, b'{"error": "Invalid credentials in Authorization header"}')
@@ -78,7 +59,7 @@ class Hub(BaseHTTPRequestHandler):
             full = os.path.join(ROOT, repo, revision, rel)
             if not os.path.isfile(full):
                 return self.reply(404, b'{"error": "Entry not found"}')
-            return self.send_file(full)
+            return send_file(self, full)
         # ModelScope
         if parts[:3] == ["api", "v1", "models"] and parts[5:] == ["repo", "files"]:
             repo, revision = "/".join(parts[3:5]), query.get("Revision", "master")
@@ -94,7 +75,7 @@ class Hub(BaseHTTPRequestHandler):
             full = os.path.join(ROOT, repo, revision, query.get("FilePath", ""))
             if ".." in query.get("FilePath", "") or not os.path.isfile(full):
                 return self.reply(404, b'{"Code": 404, "Message": "file not found"}')
-            return self.send_file(full)
+            return send_file(self, full)
         self.reply(404, b'{"error": "no such endpoint"}')
 
 
