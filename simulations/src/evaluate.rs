@@ -52,6 +52,10 @@ pub enum Candidate {
         cold_start_budget: Option<f64>,
         /// The stable window, when not the class's default.
         window_s: Option<u32>,
+        /// The scale-to-zero grace period, when not the default.
+        grace_s: Option<u32>,
+        /// The target utilisation, when not the default.
+        utilisation_percent: Option<u32>,
     },
 }
 
@@ -73,15 +77,23 @@ impl Candidate {
             Self::Serval {
                 cold_start_budget,
                 window_s,
+                grace_s,
+                utilisation_percent,
             } => {
-                let budget = match cold_start_budget {
+                let mut label = match cold_start_budget {
                     Some(budget) => format!("budget {}%", budget * 100.0),
                     None => "no budget".to_string(),
                 };
-                match window_s {
-                    Some(window_s) => format!("{budget}, window {window_s}s"),
-                    None => budget,
+                if let Some(window_s) = window_s {
+                    label.push_str(&format!(", window {window_s}s"));
                 }
+                if let Some(grace_s) = grace_s {
+                    label.push_str(&format!(", grace {grace_s}s"));
+                }
+                if let Some(percent) = utilisation_percent {
+                    label.push_str(&format!(", target {percent}%"));
+                }
+                label
             }
         }
     }
@@ -92,30 +104,47 @@ impl Candidate {
                 window_s,
                 grace_s,
                 utilisation_percent,
-            } => DeciderPolicy::with_settings(
-                context,
-                &[
-                    ("autoscaling.knative.dev/window", format!("{window_s}s")),
-                    (
-                        "autoscaling.knative.dev/target-utilization-percentage",
-                        utilisation_percent.to_string(),
-                    ),
-                ],
-                &[("scale-to-zero-grace-period", format!("{grace_s}s"))],
-            ),
+            } => {
+                let (annotations, config) =
+                    knobs(Some(window_s), Some(grace_s), Some(utilisation_percent));
+                DeciderPolicy::with_settings(context, &annotations, &config)
+            }
             Self::Serval {
                 cold_start_budget,
                 window_s,
-            } => DeciderPolicy::serval_with(
-                context,
-                cold_start_budget,
-                &window_s
-                    .map(|w| ("autoscaling.knative.dev/window", format!("{w}s")))
-                    .into_iter()
-                    .collect::<Vec<_>>(),
-            ),
+                grace_s,
+                utilisation_percent,
+            } => {
+                let (annotations, config) = knobs(window_s, grace_s, utilisation_percent);
+                DeciderPolicy::serval_with(context, cold_start_budget, &annotations, &config)
+            }
         }
     }
+}
+
+type Settings = Vec<(&'static str, String)>;
+
+/// The KPA's knobs that are set, as a revision's annotations and the autoscaler's config.
+fn knobs(
+    window_s: Option<u32>,
+    grace_s: Option<u32>,
+    utilisation_percent: Option<u32>,
+) -> (Settings, Settings) {
+    let mut annotations = Vec::new();
+    if let Some(window_s) = window_s {
+        annotations.push(("autoscaling.knative.dev/window", format!("{window_s}s")));
+    }
+    if let Some(percent) = utilisation_percent {
+        annotations.push((
+            "autoscaling.knative.dev/target-utilization-percentage",
+            percent.to_string(),
+        ));
+    }
+    let config = grace_s
+        .map(|grace_s| ("scale-to-zero-grace-period", format!("{grace_s}s")))
+        .into_iter()
+        .collect();
+    (annotations, config)
 }
 
 /// The KPA's grid: its stable window, scale-to-zero grace period and target utilisation.
@@ -136,7 +165,7 @@ pub fn kpa_grid() -> Vec<Candidate> {
 }
 
 /// The budgets `serval` is swept over (none, its default, first), at its default window and
-/// at longer ones.
+/// at longer ones, then no budget at each setting of the KPA's grid.
 pub fn serval_sweep() -> Vec<Candidate> {
     let mut sweep = Vec::new();
     for window_s in [None, Some(120), Some(240)] {
@@ -152,6 +181,25 @@ pub fn serval_sweep() -> Vec<Candidate> {
             sweep.push(Candidate::Serval {
                 cold_start_budget,
                 window_s,
+                grace_s: None,
+                utilisation_percent: None,
+            });
+        }
+    }
+    // Without a budget the class takes the KPA's settings, so it is swept over the KPA's
+    // whole grid too: its frontier is then drawn over at least the knobs the KPA's is.
+    for candidate in kpa_grid() {
+        if let Candidate::Kpa {
+            window_s,
+            grace_s,
+            utilisation_percent,
+        } = candidate
+        {
+            sweep.push(Candidate::Serval {
+                cold_start_budget: None,
+                window_s: Some(window_s),
+                grace_s: Some(grace_s),
+                utilisation_percent: Some(utilisation_percent),
             });
         }
     }
@@ -317,6 +365,8 @@ pub fn evaluate(datasets: &[Dataset], progress: &(dyn Fn(usize, usize) + Sync)) 
     let default_serval = Candidate::Serval {
         cold_start_budget: None,
         window_s: None,
+        grace_s: None,
+        utilisation_percent: None,
     };
     let mut candidates = kpa.clone();
     candidates.extend(serval.iter().copied());
@@ -388,11 +438,11 @@ pub fn fold_table(fold: &FoldResult) -> String {
         fold.tuned_on.join(", ")
     );
     out.push_str(&format!(
-        "{:<14} {:<36} {:>12} {:>8} {:>10} {:>10} {:>9} {:>10}\n",
+        "{:<14} {:<44} {:>12} {:>8} {:>10} {:>10} {:>9} {:>10}\n",
         "policy", "settings", "replica-s", "cold%", "p99 wait", "replica-s", "cold", "beats kpa"
     ));
     out.push_str(&format!(
-        "{:<14} {:<36} {:>12} {:>8} {:>10} {:>10} {:>9} {:>10}\n",
+        "{:<14} {:<44} {:>12} {:>8} {:>10} {:>10} {:>9} {:>10}\n",
         "", "", "", "", "", "vs kpa", "vs kpa", "defaults"
     ));
     let rows = [
@@ -403,7 +453,7 @@ pub fn fold_table(fold: &FoldResult) -> String {
     ];
     for (name, c) in rows {
         out.push_str(&format!(
-            "{:<14} {:<36} {:>12.0} {:>7.2}% {:>8.0}ms {:>10.3} {:>9.3} {:>10}\n",
+            "{:<14} {:<44} {:>12.0} {:>7.2}% {:>8.0}ms {:>10.3} {:>9.3} {:>10}\n",
             name,
             c.candidate.label(),
             c.summary.replica_seconds,
@@ -427,32 +477,178 @@ pub fn fold_table(fold: &FoldResult) -> String {
     out
 }
 
-/// Whether each budget's point lies below the KPA's frontier: no KPA setting has both
-/// fewer replica-seconds and fewer cold starts.
+/// Whether each of serval's points lies below the KPA's frontier (no KPA setting has both
+/// fewer replica-seconds and fewer cold starts), then the goal read frontier against
+/// frontier: each family's frontier joined by straight lines, as the plots draw them, and
+/// serval's cost on its line at the cold starts of each point of the KPA's.
 pub fn frontier_verdict(kpa: &[Compared], serval: &[Compared]) -> String {
+    let beats = |a: &Compared, b: &Compared| {
+        a.summary.replica_seconds <= b.summary.replica_seconds
+            && a.summary.cold_starts <= b.summary.cold_starts
+            && (a.summary.replica_seconds < b.summary.replica_seconds
+                || a.summary.cold_starts < b.summary.cold_starts)
+    };
     let dominated: Vec<String> = serval
         .iter()
-        .filter(|s| {
-            kpa.iter().any(|k| {
-                k.summary.replica_seconds <= s.summary.replica_seconds
-                    && k.summary.cold_starts <= s.summary.cold_starts
-                    && (k.summary.replica_seconds < s.summary.replica_seconds
-                        || k.summary.cold_starts < s.summary.cold_starts)
-            })
-        })
+        .filter(|s| kpa.iter().any(|k| beats(k, s)))
         .map(|s| s.candidate.label())
         .collect();
-    if dominated.is_empty() {
+    let mut verdict = if dominated.is_empty() {
         format!(
             "no KPA setting beats any of serval's {} settings on both cost and cold starts",
             serval.len()
         )
     } else {
+        const NAMED: usize = 4;
+        let mut named = dominated[..dominated.len().min(NAMED)].join("; ");
+        if dominated.len() > NAMED {
+            named.push_str(&format!("; {} more", dominated.len() - NAMED));
+        }
         format!(
-            "a KPA setting beats serval on both counts at {} of {} settings ({})",
+            "a KPA setting beats serval on both counts at {} of {} settings ({named})",
             dominated.len(),
             serval.len(),
-            dominated.join("; ")
         )
+    };
+    verdict.push('\n');
+    let point = |c: &Compared| (c.summary.cold_starts as f64, c.summary.replica_seconds);
+    verdict.push_str(&frontier_against_frontier(
+        &kpa.iter().map(point).collect::<Vec<_>>(),
+        &serval.iter().map(point).collect::<Vec<_>>(),
+    ));
+    verdict
+}
+
+/// Points are (cold starts, replica-seconds).
+fn frontier_against_frontier(kpa: &[(f64, f64)], serval: &[(f64, f64)]) -> String {
+    let kpa_line = pareto(kpa);
+    let serval_line = pareto(serval);
+    let ratios: Vec<Option<f64>> = kpa_line
+        .iter()
+        .map(|&(cold, cost)| cost_on(&serval_line, cold).map(|c| c / cost))
+        .collect();
+    let reached: Vec<f64> = ratios.iter().flatten().copied().collect();
+    let out_of_reach = ratios.len() - reached.len();
+    let above = reached.iter().filter(|&&r| r > 1.0).count();
+    let matched = kpa_line
+        .iter()
+        .filter(|&&(cold, cost)| serval_line.iter().any(|&(c, r)| c <= cold && r <= cost))
+        .count();
+    let worst = reached.iter().copied().fold(f64::NAN, f64::max);
+    let mut line = format!(
+        "frontier against frontier (as the plots join them): at the KPA's {} points, ",
+        kpa_line.len()
+    );
+    let same = "the KPA's replica-seconds at the same cold starts";
+    if reached.is_empty() {
+        line.push_str("each has fewer cold starts than any serval setting");
+    } else {
+        if above == 0 {
+            let at = if out_of_reach == 0 {
+                "all of them".to_string()
+            } else {
+                format!("the {} it reaches", reached.len())
+            };
+            line.push_str(&format!(
+                "serval's lies on or below at {at}, at most {worst:.4}x {same}"
+            ));
+        } else {
+            line.push_str(&format!(
+                "serval's lies above at {above}, up to {worst:.4}x {same}"
+            ));
+        }
+        if out_of_reach > 0 {
+            line.push_str(&format!(
+                ", and {out_of_reach} have fewer cold starts than any serval setting"
+            ));
+        }
+    }
+    line.push_str(&format!(
+        "; single serval settings match or beat {matched} of them on both counts"
+    ));
+    line
+}
+
+/// The points no other point beats on both coordinates (lower is better), by x.
+pub(crate) fn pareto(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut sorted = points.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let mut frontier: Vec<(f64, f64)> = Vec::new();
+    for p in sorted {
+        if frontier.last().is_none_or(|last| p.1 < last.1) {
+            frontier.push(p);
+        }
+    }
+    frontier
+}
+
+/// The y of `frontier` (as [`pareto`] gives it) joined by straight lines at `x`: past its
+/// last point, that point's (it holds there); before its first, `None`.
+fn cost_on(frontier: &[(f64, f64)], x: f64) -> Option<f64> {
+    let first = frontier.first()?;
+    if x < first.0 {
+        return None;
+    }
+    for pair in frontier.windows(2) {
+        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+        if x <= x1 {
+            return Some(y0 + (y1 - y0) * (x - x0) / (x1 - x0));
+        }
+    }
+    frontier.last().map(|p| p.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frontier_keeps_only_the_points_nothing_beats_on_both_counts() {
+        let points = [
+            (5.0, 10.0),
+            (1.0, 30.0),
+            (3.0, 20.0),
+            (3.0, 25.0),
+            (6.0, 12.0),
+        ];
+        assert_eq!(pareto(&points), vec![(1.0, 30.0), (3.0, 20.0), (5.0, 10.0)]);
+    }
+
+    #[test]
+    fn the_cost_on_a_frontier_is_read_along_its_joining_lines() {
+        let line = [(1.0, 30.0), (3.0, 20.0), (5.0, 10.0)];
+        assert_eq!(cost_on(&line, 0.5), None);
+        assert_eq!(cost_on(&line, 1.0), Some(30.0));
+        assert_eq!(cost_on(&line, 2.0), Some(25.0));
+        assert_eq!(cost_on(&line, 4.5), Some(12.5));
+        assert_eq!(cost_on(&line, 9.0), Some(10.0));
+    }
+
+    #[test]
+    fn a_frontier_between_the_others_points_can_lie_below_without_matching_any() {
+        let kpa = [(2.0, 30.0), (4.0, 20.0)];
+        // Never at the KPA's points on both counts, but below its line at their cold starts.
+        let serval = [(1.0, 31.0), (3.0, 21.0), (5.0, 15.0)];
+        assert_eq!(
+            frontier_against_frontier(&kpa, &serval),
+            "frontier against frontier (as the plots join them): at the KPA's 2 points, \
+             serval's lies on or below at all of them, at most 0.9000x the KPA's replica-seconds \
+             at the same cold starts; single serval settings match or beat 0 of them on both counts"
+        );
+        let above = [(3.0, 19.0), (5.0, 21.0)];
+        assert_eq!(
+            frontier_against_frontier(&kpa, &above),
+            "frontier against frontier (as the plots join them): at the KPA's 2 points, \
+             serval's lies on or below at the 1 it reaches, at most 0.9500x the KPA's \
+             replica-seconds at the same cold starts, and 1 have fewer cold starts than any \
+             serval setting; single serval settings match or beat 1 of them on both counts"
+        );
+        let costlier = [(2.0, 33.0), (4.0, 21.0)];
+        assert_eq!(
+            frontier_against_frontier(&kpa, &costlier),
+            "frontier against frontier (as the plots join them): at the KPA's 2 points, \
+             serval's lies above at 2, up to 1.1000x the KPA's replica-seconds at the same cold \
+             starts; single serval settings match or beat 0 of them on both counts"
+        );
     }
 }

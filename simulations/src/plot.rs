@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::SimError;
-use crate::evaluate::{Compared, FoldResult};
+use crate::evaluate::{pareto, Compared, FoldResult};
 use crate::run::PolicyRun;
 
 const FONT_PATHS: [&str; 5] = [
@@ -134,7 +134,7 @@ fn draw_frontier(path: &Path, fold: &FoldResult) -> Result<(), String> {
     chart
         .draw_series(serval.iter().map(|p| Circle::new(*p, 3, colour.filled())))
         .map_err(|e| e.to_string())?
-        .label("serval (no budget or 0.5-20%, window 60-240s)")
+        .label("serval (budget 0.5-20% or none, window 60-240s; none on the KPA grid)")
         .legend(move |(x, y)| Circle::new((x + 10, y), 3, colour.filled()));
     chart
         .draw_series(LineSeries::new(pareto(&serval), colour.stroke_width(2)))
@@ -160,19 +160,6 @@ fn draw_frontier(path: &Path, fold: &FoldResult) -> Result<(), String> {
         .draw()
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())
-}
-
-/// The points no other point beats on both coordinates (lower is better), by x.
-fn pareto(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let mut sorted = points.to_vec();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    let mut frontier: Vec<(f64, f64)> = Vec::new();
-    for p in sorted {
-        if frontier.last().is_none_or(|last| p.1 < last.1) {
-            frontier.push(p);
-        }
-    }
-    frontier
 }
 
 /// Each bucket's maximum, at most `MAX_POINTS` of them: (second, value).

@@ -124,7 +124,7 @@ fn evaluate_holds_each_trace_out_and_reports_it_beside_the_kpa() {
             serde_json::Value::Null
         );
         assert_eq!(fold["kpa_grid"].as_array().map(Vec::len), Some(36));
-        assert_eq!(fold["serval_sweep"].as_array().map(Vec::len), Some(21));
+        assert_eq!(fold["serval_sweep"].as_array().map(Vec::len), Some(57));
         // The tuned rows are members of their sweeps, reported on the held-out trace.
         for (row, sweep) in [("kpa_tuned", "kpa_grid"), ("serval_tuned", "serval_sweep")] {
             let tuned = &fold[row]["summary"];

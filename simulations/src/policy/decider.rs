@@ -73,14 +73,15 @@ impl DeciderPolicy {
     /// metric goes beside concurrency, its total a full replica's decode rate, with prompt
     /// tokens at what their prefill costs in decode time.
     pub fn serval(context: &PolicyContext, cold_start_budget: Option<f64>) -> Self {
-        Self::serval_with(context, cold_start_budget, &[])
+        Self::serval_with(context, cold_start_budget, &[], &[])
     }
 
-    /// [`DeciderPolicy::serval`] with extra annotations.
+    /// [`DeciderPolicy::serval`] with extra annotations and autoscaler config.
     pub fn serval_with(
         context: &PolicyContext,
         cold_start_budget: Option<f64>,
         extra: &[(&str, String)],
+        extra_config: &[(&str, String)],
     ) -> Self {
         let mut annotations = vec![(
             annotations::knative::CLASS,
@@ -90,7 +91,7 @@ impl DeciderPolicy {
             annotations.push((annotations::serval::COLD_START_BUDGET, format!("{budget}")));
         }
         annotations.extend(extra.iter().cloned());
-        let mut config = Vec::new();
+        let mut config = extra_config.to_vec();
         if context.llm {
             annotations.push((annotations::serval::METRICS, "concurrency,tokens".into()));
             let full = f64::from(context.config.concurrency) * context.decode_tps;
