@@ -1,6 +1,7 @@
 //! Unpacking `.tar`, `.tar.gz`/`.tgz` and `.zip` models so that no entry lands outside the
 //! destination: absolute paths, `..` and links are refused before anything is written.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -60,16 +61,128 @@ pub(crate) fn check(archive: &Path, kind: ArchiveKind) -> Result<(), StorageErro
 }
 
 /// Unpacks the entries of an image layer (a tar, gzipped or not) that lie under `subtree`
-/// (`models/`, where modelcar images keep the model) into `dest`, without the prefix.
-/// Whiteouts and entries elsewhere in the image are skipped; links inside the subtree are
-/// refused, as in any archive. Returns how many files were written.
+/// (`models/`, where modelcar images keep the model) into `dest`, without the prefix, over
+/// the layers below it. `unpacked` holds the files (relative to `dest`) the layers below
+/// wrote: the layer's whiteouts remove those they hide (`.wh.<name>` a file or a
+/// directory, `.wh..wh..opq` what its directory held), and its own files are added.
+/// Entries elsewhere in the image are skipped; links inside the subtree are refused, as in
+/// any archive. Nothing that no layer wrote is ever removed.
 pub(crate) fn unpack_layer(
     layer: &Path,
     subtree: &str,
     dest: &Path,
-) -> Result<usize, StorageError> {
+    unpacked: &mut BTreeSet<PathBuf>,
+) -> Result<(), StorageError> {
+    // Whiteouts hide the layers below, never this layer's own entries, wherever they lie in
+    // the tar: so they are read and applied in a pass of their own, first.
     let (name, reader) = open_tar(layer)?;
-    walk_tar(reader, &name, Some(subtree), Some(dest)).map(|written| written.len())
+    for whiteout in layer_whiteouts(reader, &name, subtree)? {
+        hide(dest, unpacked, &whiteout)?;
+    }
+    let (name, reader) = open_tar(layer)?;
+    for written in walk_tar(reader, &name, Some(subtree), Some(dest))? {
+        if let Ok(relative) = written.strip_prefix(dest) {
+            unpacked.insert(relative.to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// What one whiteout hides from the layers below, relative to the subtree.
+#[derive(Debug, PartialEq)]
+enum Whiteout {
+    /// `.wh.<name>`: the file or the whole directory at this path.
+    Entry(PathBuf),
+    /// `.wh..wh..opq`: everything in this directory (the root when empty), which stays.
+    Contents(PathBuf),
+}
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+
+fn layer_whiteouts(
+    reader: impl Read,
+    name: &str,
+    subtree: &str,
+) -> Result<Vec<Whiteout>, StorageError> {
+    let bad = |detail: String| StorageError::Archive {
+        archive: name.to_string(),
+        detail,
+    };
+    let mut whiteouts = Vec::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        let raw = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let trimmed = raw.trim_start_matches("./").trim_start_matches('/');
+        let Some(inside) = trimmed.strip_prefix(subtree) else {
+            continue;
+        };
+        let (parent, file) = match inside.rsplit_once('/') {
+            Some((parent, file)) => (parent, file),
+            None => ("", inside),
+        };
+        if file == OPAQUE_WHITEOUT {
+            let dir = if parent.is_empty() {
+                PathBuf::new()
+            } else {
+                checked(parent, name)?
+            };
+            whiteouts.push(Whiteout::Contents(dir));
+        } else if let Some(hidden) = file.strip_prefix(WHITEOUT_PREFIX) {
+            let path = if parent.is_empty() {
+                hidden.to_string()
+            } else {
+                format!("{parent}/{hidden}")
+            };
+            whiteouts.push(Whiteout::Entry(checked(&path, name)?));
+        }
+    }
+    Ok(whiteouts)
+}
+
+/// Removes the unpacked files a whiteout hides, and the directories that leaves empty
+/// inside what it hides.
+fn hide(
+    dest: &Path,
+    unpacked: &mut BTreeSet<PathBuf>,
+    whiteout: &Whiteout,
+) -> Result<(), StorageError> {
+    let (under, keep_dir) = match whiteout {
+        Whiteout::Entry(path) => (path, false),
+        Whiteout::Contents(dir) => (dir, true),
+    };
+    let hidden: Vec<PathBuf> = unpacked
+        .iter()
+        .filter(|file| file.starts_with(under))
+        .cloned()
+        .collect();
+    for file in hidden {
+        let path = dest.join(&file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io(&path, e)),
+        }
+        unpacked.remove(&file);
+        // Directories emptied inside what is hidden go too; the hidden directory itself
+        // only for a whole-entry whiteout.
+        let mut dir = file.parent();
+        while let Some(d) = dir {
+            if d.as_os_str().is_empty() || !d.starts_with(under) || (keep_dir && d == under) {
+                break;
+            }
+            if std::fs::remove_dir(dest.join(d)).is_err() {
+                break; // not empty (or not ours to judge)
+            }
+            dir = d.parent();
+        }
+    }
+    Ok(())
 }
 
 fn file_name(path: &Path) -> String {
@@ -260,5 +373,87 @@ mod tests {
             "{err}"
         );
         assert!(!dir.path().join("escaped.txt").exists());
+    }
+
+    fn layer(dir: &Path, n: usize, entries: &[(&str, &[u8])]) -> PathBuf {
+        let at = dir.join(format!("layer-{n}"));
+        std::fs::create_dir(&at).unwrap();
+        tar_gz_with(&at, entries)
+    }
+
+    fn files_in(root: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                if path.is_dir() {
+                    found.push(format!("{name}/"));
+                    dirs.push(path);
+                } else {
+                    found.push(name);
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn a_layers_whiteouts_hide_what_the_layers_below_wrote_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::write(dest.join("users-own.txt"), "not from any layer").unwrap();
+        let lower = layer(
+            dir.path(),
+            0,
+            &[
+                ("models/model.bin", b"weights"),
+                ("models/stale.bin", b"old"),
+                ("models/old/gone.txt", b"1"),
+                ("models/old/deep/gone.txt", b"2"),
+                ("models/shards/a", b"a"),
+                ("models/shards/b", b"b"),
+                ("etc/hostname", b"outside the subtree"),
+            ],
+        );
+        // The opaque marker comes after this layer's own file in its directory: order in
+        // the tar must not matter.
+        let upper = layer(
+            dir.path(),
+            1,
+            &[
+                ("models/old/new.txt", b"3"),
+                ("models/old/.wh..wh..opq", b""),
+                ("models/.wh.stale.bin", b""),
+                ("models/.wh.shards", b""),
+                ("models/.wh.users-own.txt", b""),
+                ("models/.wh.never-written", b""),
+            ],
+        );
+        let mut unpacked = BTreeSet::new();
+        unpack_layer(&lower, "models/", &dest, &mut unpacked).unwrap();
+        unpack_layer(&upper, "models/", &dest, &mut unpacked).unwrap();
+        assert_eq!(
+            files_in(&dest),
+            ["model.bin", "old/", "old/new.txt", "users-own.txt"]
+        );
+        let names: Vec<String> = unpacked
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["model.bin", "old/new.txt"]);
+
+        let evil = layer(dir.path(), 2, &[("models/.wh...", b"")]);
+        let err = unpack_layer(&evil, "models/", &dest, &mut unpacked)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(".."), "{err}");
     }
 }

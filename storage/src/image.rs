@@ -2,6 +2,7 @@
 //! an OCI image (`oci+fetch://`) through the engine into a scratch directory of layers,
 //! whose `models/` trees are then unpacked in order.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,12 +56,12 @@ async fn fetch_image(
     let from = scratch.clone();
     let count = layers.len();
     let unpacked = tokio::task::spawn_blocking(move || -> Result<usize, StorageError> {
-        let mut files = 0;
+        let mut files = BTreeSet::new();
         for i in 0..count {
-            files +=
-                archive::unpack_layer(&from.join(format!("layer-{i:03}")), IMAGE_MODEL_DIR, &into)?;
+            let layer = from.join(format!("layer-{i:03}"));
+            archive::unpack_layer(&layer, IMAGE_MODEL_DIR, &into, &mut files)?;
         }
-        Ok(files)
+        Ok(files.len())
     })
     .await
     .map_err(|e| StorageError::io(dest, std::io::Error::other(e)))??;

@@ -1,7 +1,8 @@
 """An OCI registry's pull API for the storage tests, with the bearer-token exchange real
 registries use. Each `<root>/<repo>/<tag>/<arch>/` directory becomes one image of a
 multi-platform index (`linux/<arch>`); its files are the image's root filesystem, packed as
-one gzipped layer plus a second layer with a whiteout and a file outside `models/`.
+one gzipped layer plus a second layer with whiteouts (`models/stale.bin`, and an opaque
+`models/old/`), a new `models/old/new.txt` and a file outside `models/`.
 
 usage: oci_registry.py ROOT PORT USER PASSWORD
 """
@@ -54,7 +55,10 @@ for dirpath, dirnames, _ in os.walk(ROOT):
             for n in sorted(names):
                 full = os.path.join(d, n)
                 files.append((os.path.relpath(full, base), open(full, "rb").read()))
-        layers = [layer(files), layer([("etc/os-release", b"ID=test\n"), ("models/.wh.stale.bin", b"")])]
+        # The second layer deletes models/stale.bin and replaces what models/old/ held.
+        upper = [("etc/os-release", b"ID=test\n"), ("models/old/new.txt", b"from the upper layer\n"),
+                 ("models/.wh.stale.bin", b""), ("models/old/.wh..wh..opq", b"")]
+        layers = [layer(files), layer(upper)]
         config = blob(json.dumps({"architecture": arch, "os": "linux"}).encode())
         manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST,
                                "config": dict(config, mediaType="application/vnd.oci.image.config.v1+json"),

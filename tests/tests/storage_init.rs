@@ -1035,6 +1035,10 @@ fn an_oci_image_is_pulled_with_a_registry_token_and_its_models_tree_unpacked() {
         )
         .unwrap();
         std::fs::write(models.join("tokenizer/vocab.bin"), noise(3_000_000, 11)).unwrap();
+        // Hidden by the registry's second layer: a whiteout and an opaque directory.
+        std::fs::write(models.join("stale.bin"), "deleted by the next layer").unwrap();
+        std::fs::create_dir_all(models.join("old/deep")).unwrap();
+        std::fs::write(models.join("old/deep/gone.txt"), "hidden by the next layer").unwrap();
     }
     let password = "registry-password-never-printed";
     let registry = Registry::start(&root, "puller", password);
@@ -1055,8 +1059,10 @@ fn an_oci_image_is_pulled_with_a_registry_token_and_its_models_tree_unpacked() {
         [
             ".serval-model-complete",
             "model.json",
+            "old/new.txt",
             "tokenizer/vocab.bin"
-        ]
+        ],
+        "the layers applied in order, whiteouts included"
     );
     assert_eq!(
         std::fs::read_to_string(dest.join("model.json")).unwrap(),
