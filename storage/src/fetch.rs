@@ -7,6 +7,7 @@
 //! version. A re-run whose listing matches the marker does nothing; an interrupted run
 //! keeps the files it finished (journal `.serval-model-progress`) and fetches the rest.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,6 +86,10 @@ pub(crate) struct Marker {
     pub(crate) files: Vec<RemoteFile>,
     /// The files were archives (or image layers), unpacked and removed.
     pub(crate) unpacked: bool,
+    /// The files the unpacking wrote, relative to the destination: what a re-fetch of a
+    /// changed archive or image removes when the new one no longer holds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) unpacked_files: Vec<String>,
 }
 
 /// Fetches everything `source` lists into `dest`; `label` names it in progress lines.
@@ -120,6 +125,10 @@ pub async fn fetch(
         }
     }
     remove_if_present(&dest.join(MARKER)).await?;
+    let unpacked_before = marker
+        .as_ref()
+        .map(|m| m.unpacked_files.clone())
+        .unwrap_or_default();
 
     // Files finished by an interrupted run, or unchanged since the last complete one, stay.
     let mut journal = read_journal(dest).await;
@@ -154,23 +163,30 @@ pub async fn fetch(
     }
 
     remove_unlisted(dest, &journal, &listing).await?;
+    let mut unpacked_files = Vec::new();
     if let (Some(kind), [file]) = (unpack, listing.as_slice()) {
         let archive_path = final_path(dest, file);
         let into = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             archive::check(&archive_path, kind)?;
-            archive::unpack(&archive_path, kind, &into)?;
-            std::fs::remove_file(&archive_path).map_err(|e| StorageError::io(&archive_path, e))
+            let written = archive::unpack(&archive_path, kind, &into)?;
+            std::fs::remove_file(&archive_path).map_err(|e| StorageError::io(&archive_path, e))?;
+            Ok::<_, StorageError>(written)
         })
         .await
         .map_err(|e| StorageError::io(dest, std::io::Error::other(e)))??;
+        unpacked_files = relative_names(dest, written);
     }
+    let mut kept: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
+    kept.extend(unpacked_files.iter().map(String::as_str));
+    remove_unpacked_before(dest, &unpacked_before, &kept).await?;
 
     write_marker(
         dest,
         &Marker {
             files: listing.clone(),
             unpacked: unpack.is_some(),
+            unpacked_files,
         },
     )
     .await?;
@@ -193,23 +209,61 @@ async fn remove_unlisted(
     earlier: &[RemoteFile],
     listing: &[RemoteFile],
 ) -> Result<(), StorageError> {
-    let listed: std::collections::HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
+    let listed: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
     for file in earlier {
         // The journal and marker are files in the destination: trust no path in them.
         if listed.contains(file.path.as_str()) || safe_relative(&file.path).is_none() {
             continue;
         }
-        let path = final_path(dest, file);
-        remove_if_present(&path).await?;
-        let mut dir = path.parent();
-        while let Some(parent) = dir.filter(|d| *d != dest && d.starts_with(dest)) {
-            if tokio::fs::remove_dir(parent).await.is_err() {
-                break;
-            }
-            dir = parent.parent();
+        remove_with_empty_parents(dest, &final_path(dest, file)).await?;
+    }
+    Ok(())
+}
+
+/// Removes the files an earlier unpacking wrote that are not `kept` (an entry the changed
+/// archive or image no longer holds), and the directories that leaves empty.
+pub(crate) async fn remove_unpacked_before(
+    dest: &Path,
+    earlier: &[String],
+    kept: &HashSet<&str>,
+) -> Result<(), StorageError> {
+    for name in earlier {
+        if kept.contains(name.as_str()) {
+            continue;
+        }
+        // The marker is a file in the destination: trust no path in it.
+        if let Some(relative) = safe_relative(name) {
+            remove_with_empty_parents(dest, &dest.join(relative)).await?;
         }
     }
     Ok(())
+}
+
+async fn remove_with_empty_parents(dest: &Path, path: &Path) -> Result<(), StorageError> {
+    remove_if_present(path).await?;
+    let mut dir = path.parent();
+    while let Some(parent) = dir.filter(|d| *d != dest && d.starts_with(dest)) {
+        if tokio::fs::remove_dir(parent).await.is_err() {
+            break;
+        }
+        dir = parent.parent();
+    }
+    Ok(())
+}
+
+/// Paths under `dest`, as names relative to it with `/` between components.
+pub(crate) fn relative_names(dest: &Path, paths: impl IntoIterator<Item = PathBuf>) -> Vec<String> {
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let relative = path.strip_prefix(dest).ok()?;
+            let parts: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            Some(parts.join("/"))
+        })
+        .collect()
 }
 
 /// One read: a whole file, or a range of it.

@@ -2,7 +2,7 @@
 //! an OCI image (`oci+fetch://`) through the engine into a scratch directory of layers,
 //! whose `models/` trees are then unpacked in order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,8 +11,8 @@ use crate::archive;
 use crate::environment::Environment;
 use crate::error::StorageError;
 use crate::fetch::{
-    fetch, read_marker, remove_if_present, with_retries, write_marker, FetchOptions, FetchReport,
-    Marker, MARKER,
+    fetch, read_marker, relative_names, remove_if_present, remove_unpacked_before, with_retries,
+    write_marker, FetchOptions, FetchReport, Marker, MARKER,
 };
 use crate::source::{self, Source, SourceOptions};
 use crate::uri::{Location, StorageUri};
@@ -44,40 +44,46 @@ async fn fetch_image(
 ) -> Result<FetchReport, StorageError> {
     let started = Instant::now();
     let layers = with_retries(options.retries, || source.list()).await?;
-    if let Some(marker) = read_marker(dest).await {
+    let marker = read_marker(dest).await;
+    if let Some(marker) = &marker {
         if marker.unpacked && marker.files == layers {
             return Ok(FetchReport::already_complete(&layers, started));
         }
     }
     remove_if_present(&dest.join(MARKER)).await?;
+    let unpacked_before = marker.map(|m| m.unpacked_files).unwrap_or_default();
     let scratch = dest.join(LAYERS);
     let mut report = fetch(source, label, &scratch, options).await?;
     let into = dest.to_path_buf();
     let from = scratch.clone();
     let count = layers.len();
-    let unpacked = tokio::task::spawn_blocking(move || -> Result<usize, StorageError> {
+    let unpacked_files = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
         let mut files = BTreeSet::new();
         for i in 0..count {
             let layer = from.join(format!("layer-{i:03}"));
             archive::unpack_layer(&layer, IMAGE_MODEL_DIR, &into, &mut files)?;
         }
-        Ok(files.len())
+        Ok(relative_names(&into, files.iter().map(|f| into.join(f))))
     })
     .await
     .map_err(|e| StorageError::io(dest, std::io::Error::other(e)))??;
     tokio::fs::remove_dir_all(&scratch)
         .await
         .map_err(|e| StorageError::io(&scratch, e))?;
-    if unpacked == 0 {
+    if unpacked_files.is_empty() {
         return Err(StorageError::Empty {
             what: format!("{label} (no files under /{IMAGE_MODEL_DIR} in the image)"),
         });
     }
+    // Files an earlier image unpacked here that this one no longer holds go.
+    let kept: HashSet<&str> = unpacked_files.iter().map(String::as_str).collect();
+    remove_unpacked_before(dest, &unpacked_before, &kept).await?;
     write_marker(
         dest,
         &Marker {
             files: layers,
             unpacked: true,
+            unpacked_files,
         },
     )
     .await?;

@@ -248,6 +248,7 @@ def tar(name, entries):
             info = tarfile.TarInfo(path); info.size = len(data)
             t.addfile(info, io.BytesIO(data))
 tar("good.tar.gz", [("model/weights.bin", b"w" * 5000), ("config.json", b"{}")])
+tar("good-v2.tar.gz", [("config.json", b'{"v": 2}'), ("tokenizer/vocab.json", b"{}")])
 tar("evil.tar.gz", [("config.json", b"{}"), ("../escaped.txt", b"gotcha")])
 with tarfile.open(f"{d}/link.tar.gz", "w:gz") as t:
     info = tarfile.TarInfo("model.bin"); info.type = tarfile.SYMTYPE; info.linkname = "/etc/passwd"
@@ -336,6 +337,33 @@ fn archives_unpack_inside_the_destination_and_escaping_entries_are_refused() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(dest.join("model/weights.bin").is_file() && !dest.join("model.tar.gz").exists());
+    // The archive replaced upstream: what the new one no longer holds goes, a user's file
+    // stays.
+    std::fs::write(dest.join("notes.txt"), "mine").unwrap();
+    server.put(
+        "models",
+        "packed/model.tar.gz",
+        &std::fs::read(served.join("good-v2.tar.gz")).unwrap(),
+    );
+    let run = storage_init(
+        &server,
+        &["s3://models/packed/model.tar.gz", dest.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        files_under(&dest),
+        [
+            ".serval-model-complete",
+            "config.json",
+            "notes.txt",
+            "tokenizer/vocab.json"
+        ]
+    );
+    assert!(!dest.join("model").exists(), "the emptied directory stays");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("config.json")).unwrap(),
+        "{\"v\": 2}"
+    );
     std::fs::remove_dir_all(&work).unwrap();
     std::fs::remove_dir_all(&served).unwrap();
 }
@@ -1039,6 +1067,10 @@ fn an_oci_image_is_pulled_with_a_registry_token_and_its_models_tree_unpacked() {
         std::fs::write(models.join("stale.bin"), "deleted by the next layer").unwrap();
         std::fs::create_dir_all(models.join("old/deep")).unwrap();
         std::fs::write(models.join("old/deep/gone.txt"), "hidden by the next layer").unwrap();
+        // The next version of the image, without the tokenizer.
+        let next = root.join("org/iris/v2").join(arch).join("models");
+        std::fs::create_dir_all(&next).unwrap();
+        std::fs::write(next.join("model.json"), "{\"version\": 2}").unwrap();
     }
     let password = "registry-password-never-printed";
     let registry = Registry::start(&root, "puller", password);
@@ -1069,11 +1101,34 @@ fn an_oci_image_is_pulled_with_a_registry_token_and_its_models_tree_unpacked() {
         format!("{{\"arch\": \"{this_arch}\"}}"),
         "this machine's platform from the index"
     );
-    let again = storage_init_with(credentials, password, &[&uri, dest.to_str().unwrap()]);
+    let again = storage_init_with(
+        credentials.clone(),
+        password,
+        &[&uri, dest.to_str().unwrap()],
+    );
     assert!(
         last_line(&again.stderr).contains("already complete"),
         "{}",
         again.stderr
+    );
+    // The next version over the same directory: what it no longer holds goes, a user's
+    // file stays.
+    std::fs::write(dest.join("notes.txt"), "mine").unwrap();
+    let next = format!("oci+fetch://127.0.0.1:{}/org/iris:v2", registry.port);
+    let run = storage_init_with(credentials, password, &[&next, dest.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        files_under(&dest),
+        [
+            ".serval-model-complete",
+            "model.json",
+            "notes.txt",
+            "old/new.txt"
+        ]
+    );
+    assert!(
+        !dest.join("tokenizer").exists(),
+        "the emptied directory stays"
     );
 
     let wrong = vec![
