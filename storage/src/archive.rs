@@ -118,14 +118,10 @@ fn layer_whiteouts(
             .map_err(|e| bad(e.to_string()))?
             .to_string_lossy()
             .into_owned();
-        let trimmed = raw.trim_start_matches("./").trim_start_matches('/');
-        let Some(inside) = trimmed.strip_prefix(subtree) else {
+        let Some(inside) = in_subtree(&raw, subtree) else {
             continue;
         };
-        let (parent, file) = match inside.rsplit_once('/') {
-            Some((parent, file)) => (parent, file),
-            None => ("", inside),
-        };
+        let (parent, file) = split_name(inside);
         if file == OPAQUE_WHITEOUT {
             let dir = if parent.is_empty() {
                 PathBuf::new()
@@ -143,6 +139,18 @@ fn layer_whiteouts(
         }
     }
     Ok(whiteouts)
+}
+
+/// An image entry's path inside `subtree` (`models/`), or `None` when it lies elsewhere.
+fn in_subtree<'a>(raw: &'a str, subtree: &str) -> Option<&'a str> {
+    raw.trim_start_matches("./")
+        .trim_start_matches('/')
+        .strip_prefix(subtree)
+}
+
+/// A path's directory (empty at the top) and file name.
+fn split_name(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
 }
 
 /// Removes the unpacked files a whiteout hides, and the directories that leaves empty
@@ -238,16 +246,11 @@ fn walk_tar(
         let inside = match subtree {
             None => raw.as_str(),
             Some(prefix) => {
-                let trimmed = raw.trim_start_matches("./").trim_start_matches('/');
-                let Some(inside) = trimmed.strip_prefix(prefix) else {
+                let Some(inside) = in_subtree(&raw, prefix) else {
                     continue;
                 };
-                if inside
-                    .rsplit('/')
-                    .next()
-                    .is_some_and(|n| n.starts_with(".wh."))
-                {
-                    continue;
+                if split_name(inside).1.starts_with(WHITEOUT_PREFIX) {
+                    continue; // applied before the layer's files, by `unpack_layer`
                 }
                 inside
             }

@@ -252,18 +252,20 @@ async fn remove_with_empty_parents(dest: &Path, path: &Path) -> Result<(), Stora
 }
 
 /// Paths under `dest`, as names relative to it with `/` between components.
-pub(crate) fn relative_names(dest: &Path, paths: impl IntoIterator<Item = PathBuf>) -> Vec<String> {
+fn relative_names(dest: &Path, paths: impl IntoIterator<Item = PathBuf>) -> Vec<String> {
     paths
         .into_iter()
-        .filter_map(|path| {
-            let relative = path.strip_prefix(dest).ok()?;
-            let parts: Vec<String> = relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            Some(parts.join("/"))
-        })
+        .filter_map(|path| path.strip_prefix(dest).ok().map(path_name))
         .collect()
+}
+
+/// A relative path as a name with `/` between components, as markers keep them.
+pub(crate) fn path_name(relative: &Path) -> String {
+    let parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.join("/")
 }
 
 /// One read: a whole file, or a range of it.

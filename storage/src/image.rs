@@ -11,7 +11,7 @@ use crate::archive;
 use crate::environment::Environment;
 use crate::error::StorageError;
 use crate::fetch::{
-    fetch, read_marker, relative_names, remove_if_present, remove_unpacked_before, with_retries,
+    fetch, path_name, read_marker, remove_if_present, remove_unpacked_before, with_retries,
     write_marker, FetchOptions, FetchReport, Marker, MARKER,
 };
 use crate::source::{self, Source, SourceOptions};
@@ -63,7 +63,7 @@ async fn fetch_image(
             let layer = from.join(format!("layer-{i:03}"));
             archive::unpack_layer(&layer, IMAGE_MODEL_DIR, &into, &mut files)?;
         }
-        Ok(relative_names(&into, files.iter().map(|f| into.join(f))))
+        Ok(files.iter().map(|f| path_name(f)).collect::<Vec<_>>())
     })
     .await
     .map_err(|e| StorageError::io(dest, std::io::Error::other(e)))??;
